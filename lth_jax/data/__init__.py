@@ -1,0 +1,5 @@
+"""Datasets: in-memory arrays and the synthetic data of the thesis."""
+
+from lth_jax.data.arrays import ArrayDataset
+
+__all__ = ["ArrayDataset"]
