@@ -1,0 +1,457 @@
+"""Iterative magnitude pruning with late resetting (SPEC §1.1, §2.3).
+
+Level 0 trains the dense network and captures the *rewind state* (weights and
+batch statistics at step ``k``; ``k = 0`` is the initialization). Every later
+level prunes from the previous level's trained weights (globally or per layer,
+to the exact count of the trajectory), resets the survivors and the batch
+statistics to step ``k``, and trains from step ``k`` to the end of the schedule
+with a fresh optimizer state; the learning-rate schedule continues at ``k``.
+Masks are nested: ``mask_{l+1} ⊆ mask_l``.
+
+With a ``workdir`` the run is resumable: finished levels are skipped, an
+interrupted level continues from its last checkpoint. Layout::
+
+    workdir/
+      imp.json                 the run's settings and trajectory (checked on resume)
+      rewind/                  θ_k and batch statistics at step k (orbax)
+      level_00/
+        ticket/                mask, θ_k ⊙ m, batch statistics, ticket.json
+        trained/               the level's trained params and batch statistics
+        checkpoints/           train state of the unfinished level (removed when done)
+        history.jsonl          one record per epoch
+        record.json            the level's record; written last: the level is done
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import jax
+import numpy as np
+
+from lth_jax import masks as mask_lib
+from lth_jax import parallel
+from lth_jax.checkpoint import StateCheckpointer, Ticket, is_ticket, load_ticket, load_tree, save_ticket, save_tree
+from lth_jax.objectives import Objective
+from lth_jax.optim import make_optimizer
+from lth_jax.results import read_json, write_json, write_jsonl
+from lth_jax.trajectory import rate_for_target, trajectory
+from lth_jax.train import (
+    FitProgress,
+    RewindState,
+    TrainConfig,
+    TrainState,
+    create_train_state,
+    fit,
+    init_variables,
+    make_eval_step,
+    make_train_step,
+    parse_steps,
+)
+
+__all__ = ["PruningPlan", "LevelResult", "ImpResult", "run_imp", "format_level"]
+
+SCOPES = ("global", "layerwise")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningPlan:
+    """How many weights each level keeps.
+
+    Give two of ``rate``, ``levels``, ``target`` (see :func:`lth_jax.trajectory.trajectory`),
+    or ``counts``: an explicit trajectory ``[T0, T1, ..., T_L]`` of prunable weights
+    remaining (``T0`` must be the model's prunable total), e.g. the thesis's
+    network extension. ``scope="global"`` ranks all prunable weights together and
+    follows the trajectory exactly; ``"layerwise"`` removes the same fraction
+    from every layer (counts then follow per-layer rounding). ``exclude`` holds
+    regular expressions of prunable paths to keep dense (e.g. ``"^output/"``).
+    """
+
+    rate: float | None = None
+    levels: int | None = None
+    target: int | None = None
+    counts: tuple[int, ...] | None = None
+    scope: str = "global"
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "exclude", tuple([self.exclude] if isinstance(self.exclude, str) else self.exclude))
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope={self.scope!r} is not one of {', '.join(SCOPES)}")
+        if self.counts is not None:
+            counts = tuple(int(c) for c in self.counts)
+            object.__setattr__(self, "counts", counts)
+            if any(v is not None for v in (self.rate, self.levels, self.target)):
+                raise ValueError("give either counts or two of rate, levels, target, not both")
+            if not counts or min(counts) < 0 or any(b > a for a, b in zip(counts, counts[1:])):
+                raise ValueError(f"counts={list(counts)} must be non-negative and non-increasing")
+            if self.scope == "layerwise":
+                raise ValueError("an explicit counts trajectory needs scope='global' (layerwise pruning prunes fractions)")
+        elif self.levels is not None and self.levels < 0:
+            raise ValueError(f"levels={self.levels} is negative")
+
+    def trajectory(self, total: int) -> list[int]:
+        """Prunable weights remaining after each level, starting from ``total``."""
+        if self.counts is not None:
+            if self.counts[0] != total:
+                raise ValueError(f"counts start at {self.counts[0]} but the model has {total} prunable weights")
+            return list(self.counts)
+        return trajectory(total, rate=self.rate, levels=self.levels, target=self.target)
+
+    def layerwise_fraction(self, total: int) -> float:
+        """The per-layer fraction pruned at each level in layerwise scope."""
+        if self.rate is not None:
+            return float(self.rate)
+        return rate_for_target(total, self.target, self.levels)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class LevelResult:
+    """What a level callback receives."""
+
+    level: int
+    record: dict
+    mask: Any
+    trained_params: Any
+    trained_batch_stats: Any
+
+
+class _Tickets(Sequence):
+    """Tickets by level: held in memory, or loaded from the workdir on access."""
+
+    def __init__(self):
+        self._items: list[Any] = []
+
+    def append(self, item) -> None:
+        self._items.append(item)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        item = self._items[i]
+        if isinstance(i, slice):
+            return [load_ticket(t) if isinstance(t, Path) else t for t in item]
+        return load_ticket(item) if isinstance(item, Path) else item
+
+
+@dataclasses.dataclass
+class ImpResult:
+    """Per-level records and tickets (``tickets[l]``, loaded from disk when there is a workdir)."""
+
+    records: list[dict]
+    tickets: Sequence[Ticket]
+    trajectory: list[int]
+    rewind: RewindState | None
+    stopped_at_level: int | None = None
+
+
+def format_level(record: dict) -> str:
+    """One summary line of a level record."""
+    parts = [
+        f"level {record['level']:>2d}",
+        f"weights {record['weights_remaining']:>9,d} ({100 * record['fraction_remaining']:6.2f}%)",
+    ]
+    for key, value in record.items():
+        if key.endswith(("_loss", "_accuracy")) and not key.startswith("train_"):
+            shown = "/".join(f"{v:.4f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
+            parts.append(f"{key} {shown}")
+    parts.append(f"epochs {record['epochs']:>4d}{' (early stop)' if record['stopped_early'] else ''}")
+    return "  ".join(parts)
+
+
+# Settings that change what a run computes (compared on resume). Logging and
+# checkpoint cadence are left out: changing them on resume is harmless.
+_VOLATILE_TRAIN_KEYS = ("log_every_epochs", "checkpoint_every_epochs", "checkpoint_every_seconds")
+
+
+def _settings(model, objective, config, plan, rewind, seed, prunable) -> dict:
+    train = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_TRAIN_KEYS}
+    plan_dict = plan.to_dict()
+    return _normalise(
+        {
+            "model": repr(model),
+            "objective": objective.name,
+            "train": train,
+            "plan": {k: plan_dict[k] for k in ("rate", "scope", "exclude")},
+            "rewind": str(rewind),
+            "seed": seed,
+            "prunable": getattr(prunable, "__qualname__", None) if prunable is not None else None,
+        }
+    )
+
+
+def _normalise(value):
+    """As it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value, default=list))
+
+
+def _first_difference(old, new, prefix: str = ""):
+    """``(dotted key, old, new)`` of the first leaf where two JSON trees differ, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if old == new else (prefix.rstrip("."), old, new)
+
+
+def _check_resume(workdir: Path, settings: dict, counts: list[int]) -> None:
+    """Refuse to continue a run made with other settings; allow more levels."""
+    path = workdir / "imp.json"
+    if not path.exists():
+        return
+    saved = read_json(path)
+    difference = _first_difference(saved["settings"], settings)
+    if difference:
+        key, old, new = difference
+        raise ValueError(
+            f"workdir {workdir} holds a run with {key}={old!r}; this run asks {key}={new!r}. "
+            "Use another workdir, or the same settings to resume"
+        )
+    for level, old in enumerate(saved["trajectory"]):
+        done = (workdir / f"level_{level:02d}" / "record.json").exists()
+        if done and (level >= len(counts) or counts[level] != old):
+            new = counts[level] if level < len(counts) else None
+            raise ValueError(
+                f"workdir {workdir}: level {level} was trained with {old} weights; this run's trajectory has {new}"
+            )
+
+
+def run_imp(
+    model,
+    objective: Objective,
+    train_data,
+    eval_data,
+    config: TrainConfig,
+    plan: PruningPlan,
+    *,
+    rewind: int | str = 0,
+    seed: int = 0,
+    workdir: str | Path | None = None,
+    level_callback: Callable[[LevelResult], bool | None] | None = None,
+    on_level_start: Callable[[int, TrainState], None] | None = None,
+    prunable: mask_lib.Prunable | None = None,
+    mesh=None,
+    preprocess=None,
+    ticket_info: dict | None = None,
+    hooks: Iterable[Callable] = (),
+    eval_name: str = "test",
+    log_fn: Callable[[str], None] = print,
+) -> ImpResult:
+    """Find tickets by IMP with late resetting.
+
+    Args:
+      model: a Flax module called as ``model.apply(variables, x, train=...)``.
+      objective: loss and metrics (:mod:`lth_jax.objectives`).
+      train_data, eval_data: datasets with ``batches(...)`` and ``steps_per_epoch(...)``
+        (e.g. :class:`lth_jax.data.ArrayDataset`); ``eval_data`` is evaluated every epoch.
+      config: the training recipe; every level trains to the end of its schedule.
+      plan: the pruning trajectory and scope.
+      rewind: the rewind step ``k``: an int, ``"500it"`` or ``"1ep"``; 0 resets to the initialization.
+      seed: initialization seed (also the base key of per-step randomness).
+      workdir: where tickets, records and checkpoints go; resumes when it holds a run.
+      level_callback: called after each level (also for levels loaded on resume)
+        with a :class:`LevelResult`; return True to stop the run.
+      on_level_start: called with ``(level, state)`` just before a level trains.
+      prunable: a predicate replacing the default rule (``plan.exclude`` is then ignored).
+      mesh: device mesh for data parallelism (default: all devices).
+      preprocess: ``(x, rng, train) -> x`` run inside the jitted steps (augmentation).
+      ticket_info: extra metadata for every ``ticket.json`` (model name, dataset, classes...).
+      hooks: ``hook(state, epoch_record)`` after every epoch (records carry ``level``).
+    """
+    workdir = None if workdir is None else Path(workdir)
+    mesh = parallel.data_mesh() if mesh is None else mesh
+    example_x = next(iter(train_data.batches(config.batch_size)))["x"]
+    params0, batch_stats0 = init_variables(model, jax.random.PRNGKey(seed), example_x[:1])
+    if prunable is None:
+        mask_lib.check_exclude_patterns(params0, plan.exclude)
+        rule = mask_lib.prunable_rule(plan.exclude)
+    else:
+        rule = prunable
+    total = mask_lib.count_prunable(params0, rule)
+    counts = plan.trajectory(total)
+    steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
+    total_steps = config.epochs * steps_per_epoch
+    rewind_step = parse_steps(rewind, steps_per_epoch)
+    if rewind_step > total_steps:
+        raise ValueError(f"rewind step {rewind!r} = {rewind_step} steps is past the end of training ({total_steps} steps)")
+    settings = _settings(model, objective, config, plan, rewind, seed, prunable)
+    if workdir is not None:
+        _check_resume(workdir, settings, counts)
+        write_json(workdir / "imp.json", {"settings": settings, "trajectory": counts, "rewind_step": rewind_step})
+
+    tx = make_optimizer(config.optimizer, steps_per_epoch, total_steps)
+    # States come from create_train_state and fit (pruned weights are 0): the forward pass can skip the mask.
+    train_step_fn = make_train_step(model, tx, objective, mesh=mesh, preprocess=preprocess, donate=True, mask_forward=False)
+    eval_step_fn = make_eval_step(model, objective, mesh=mesh, preprocess=preprocess)
+    base_rng = jax.random.PRNGKey(seed)
+    info = dict(ticket_info or {})
+    info.update(rewind_step=rewind_step, total_prunable=total, seed=seed)
+
+    rewind_state = _load_rewind(workdir, params0, batch_stats0)
+    records: list[dict] = []
+    tickets = _Tickets()
+    previous: tuple[Any, Any] | Path | None = None  # (trained params, mask) or the finished level's directory
+    stopped_at = None
+
+    for level, weights in enumerate(counts):
+        level_dir = None if workdir is None else workdir / f"level_{level:02d}"
+        if level_dir is not None and (level_dir / "record.json").exists():
+            record = read_json(level_dir / "record.json")
+            records.append(record)
+            tickets.append(level_dir / "ticket")
+            previous = level_dir
+            if level_callback is not None and level_callback(_level_result(record, level_dir, params0, batch_stats0)):
+                stopped_at = level
+                break
+            continue
+
+        # The mask of this level: from its saved ticket, or by pruning the previous level.
+        if level_dir is not None and is_ticket(level_dir / "ticket"):
+            mask = load_ticket(level_dir / "ticket").mask
+        elif level == 0:
+            mask = mask_lib.init_mask(params0)
+        else:
+            prev_params, prev_mask = _previous(previous, params0, batch_stats0)
+            if plan.scope == "global":
+                mask = mask_lib.global_magnitude_prune(prev_params, prev_mask, count=counts[level - 1] - weights, prunable=rule)
+            else:
+                fraction = plan.layerwise_fraction(total)
+                mask = mask_lib.layerwise_magnitude_prune(prev_params, prev_mask, fraction=fraction, prunable=rule)
+        weights_remaining = mask_lib.count_remaining(mask, rule)
+
+        if level == 0:
+            state = create_train_state(params0, tx, batch_stats=batch_stats0, rng=base_rng, step=0)
+        else:
+            state = create_train_state(
+                rewind_state.params, tx, mask=mask, batch_stats=rewind_state.batch_stats, rng=base_rng, step=rewind_step
+            )
+            ticket = _ticket(state.params, state.batch_stats, mask, info, level, weights_remaining, total)
+            if level_dir is not None and not is_ticket(level_dir / "ticket"):
+                save_ticket(level_dir / "ticket", ticket)
+
+        progress = None
+        checkpointer = None if level_dir is None else StateCheckpointer(level_dir / "checkpoints")
+        if checkpointer is not None:
+            restored = checkpointer.restore(state)
+            if restored is not None:
+                state, progress = restored[0], FitProgress.from_dict(restored[1])
+                log_fn(f"level {level:>2d}: resuming from step {int(state.step)}")
+        if on_level_start is not None:
+            on_level_start(level, state)
+
+        def save_rewind(captured: RewindState) -> None:
+            nonlocal rewind_state
+            rewind_state = captured
+            if workdir is not None:
+                save_tree(workdir / "rewind", {"params": captured.params, "batch_stats": captured.batch_stats})
+                write_json(workdir / "rewind.json", {"step": captured.step})
+
+        started = time.perf_counter()
+        level_hooks = [_with_level(hook, level) for hook in hooks]
+        result = fit(
+            state,
+            train_step_fn=train_step_fn,
+            eval_step_fn=eval_step_fn,
+            train_data=train_data,
+            eval_data=eval_data,
+            config=config,
+            mesh=mesh,
+            rewind_step=rewind_step if level == 0 else None,
+            on_rewind=save_rewind,
+            hooks=level_hooks,
+            checkpoint_fn=None if checkpointer is None else (lambda s, p: checkpointer.save(s, p.to_dict())),
+            progress=progress,
+            eval_name=eval_name,
+            log_prefix=f"level {level:>2d}",
+            log_fn=log_fn,
+        )
+        trained_params, trained_batch_stats = jax.device_get((result.state.params, result.state.batch_stats))
+        if level == 0:
+            ticket = _ticket(rewind_state.params, rewind_state.batch_stats, mask, info, level, weights_remaining, total)
+        record = _record(level, weights_remaining, total, result, time.perf_counter() - started, rewind_step)
+        records.append(record)
+        if level_dir is not None:
+            if level == 0:
+                save_ticket(level_dir / "ticket", ticket)
+            save_tree(level_dir / "trained", {"params": trained_params, "batch_stats": trained_batch_stats})
+            write_jsonl(level_dir / "history.jsonl", result.history)
+            write_json(level_dir / "record.json", record)
+            checkpointer.clear()
+        tickets.append(ticket if level_dir is None else level_dir / "ticket")
+        previous = (trained_params, jax.device_get(mask))
+        if level_callback is not None and level_callback(
+            LevelResult(level, record, previous[1], trained_params, trained_batch_stats)
+        ):
+            stopped_at = level
+            break
+    return ImpResult(records, tickets, counts, rewind_state, stopped_at)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _with_level(hook, level):
+    def wrapped(state, record):
+        return hook(state, {"level": level, **record})
+
+    return wrapped
+
+
+def _ticket(params, batch_stats, mask, info: dict, level: int, weights_remaining: int, total: int) -> Ticket:
+    params, batch_stats, mask = jax.device_get((params, batch_stats, mask))
+    return Ticket(
+        mask=mask,
+        params=params,
+        batch_stats=batch_stats,
+        info={**info, "level": level, "weights_remaining": weights_remaining, "fraction_remaining": weights_remaining / total},
+    )
+
+
+def _record(level, weights_remaining, total, result, seconds, rewind_step) -> dict:
+    final = {k: v for k, v in result.final.items() if k.endswith(("_loss", "_accuracy"))}
+    speeds = [r["examples_per_second"] for r in result.history]
+    return {
+        "level": level,
+        "weights_remaining": weights_remaining,
+        "fraction_remaining": weights_remaining / total,
+        "total_prunable": total,
+        **final,
+        "epochs": result.history[-1]["epoch"] if result.history else 0,
+        "steps": int(result.state.step),
+        "rewind_step": rewind_step,
+        "stopped_early": result.progress.stopped_early,
+        "examples_per_second": float(np.median(speeds)) if speeds else None,
+        "seconds": seconds,
+    }
+
+
+def _load_rewind(workdir: Path | None, params0, batch_stats0) -> RewindState | None:
+    if workdir is None or not (workdir / "rewind.json").exists():
+        return None
+    arrays = load_tree(workdir / "rewind", {"params": params0, "batch_stats": batch_stats0})
+    return RewindState(read_json(workdir / "rewind.json")["step"], *jax.device_get((arrays["params"], arrays["batch_stats"])))
+
+
+def _previous(previous, params0, batch_stats0) -> tuple[Any, Any]:
+    """(trained params, mask) of the previous level, loaded from disk if needed."""
+    if isinstance(previous, Path):
+        trained = load_tree(previous / "trained", {"params": params0, "batch_stats": batch_stats0})
+        return jax.device_get(trained["params"]), load_ticket(previous / "ticket").mask
+    return previous
+
+
+def _level_result(record, level_dir: Path, params0, batch_stats0) -> LevelResult:
+    trained = load_tree(level_dir / "trained", {"params": params0, "batch_stats": batch_stats0})
+    return LevelResult(
+        record["level"], record, load_ticket(level_dir / "ticket").mask, *jax.device_get((trained["params"], trained["batch_stats"]))
+    )
