@@ -1,0 +1,63 @@
+"""The experiment scripts, run as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def run_script(module, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
+
+
+def test_imp_mlp_prints_a_table_and_writes_its_outputs(tmp_path):
+    workdir = tmp_path / "run"
+    proc = run_script("experiments.imp_mlp", f"--workdir={workdir}", "--epochs=3", "--levels=2", "--shape=4,16,2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["level", "weights", "kept"])
+    rows = [line.split() for line in lines[header + 1 : header + 4]]
+    assert [r[0] for r in rows] == ["0", "1", "2"]
+    assert [int(r[1]) for r in rows] == [96, 65, 44]  # 4*16 + 16*2 at rate 0.32
+    metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["level"] for m in metrics] == [0, 1, 2] and len(metrics[0]["test_accuracy"]) == 2
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["trajectory"] == [96, 65, 44]
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["flags"]["epochs"] == 3 and config["environment"]["packages"]["jax"]
+    assert (workdir / "imp" / "level_02" / "ticket" / "ticket.json").exists()
+    # the same command again resumes: nothing is trained, the same table is printed
+    again = run_script("experiments.imp_mlp", f"--workdir={workdir}", "--epochs=3", "--levels=2", "--shape=4,16,2")
+    assert again.returncode == 0 and [line.split()[:2] for line in again.stdout.splitlines()[header + 1 : header + 4]] == [r[:2] for r in rows]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--rate=1.5"], "--rate must be in the open interval (0, 1)"),
+        (["--shape=4,8,3"], "error: --shape=4,8,3 must start with 4 inputs and end with 2 outputs"),
+        (["--shape=4,x,2"], "error: '4,x,2' is not a comma-separated list of integers"),
+        (["--levels=-1"], "flag --levels=-1: -1 is not a non-negative integer"),
+        (["--rewind=1epoch"], "error: step spec '1epoch' is not a step count"),
+    ],
+)
+def test_bad_flags_give_one_line_and_no_traceback(tmp_path, args, message):
+    proc = run_script("experiments.imp_mlp", f"--workdir={tmp_path}", "--epochs=1", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_rejected_settings_leave_the_run_intact(tmp_path):
+    args = [f"--workdir={tmp_path}", "--epochs=1", "--levels=1", "--shape=4,8,2"]
+    assert run_script("experiments.imp_mlp", *args).returncode == 0
+    before = (tmp_path / "config.json").read_text()
+    proc = run_script("experiments.imp_mlp", *args, "--rate=0.5")
+    assert proc.returncode == 1 and "holds a run with plan.rate=0.32; this run asks plan.rate=0.5" in proc.stderr
+    assert (tmp_path / "config.json").read_text() == before
