@@ -295,6 +295,7 @@ def run_imp(
     eval_step_fn = make_eval_step(model, objective, mesh=mesh, preprocess=preprocess)
     base_rng = jax.random.PRNGKey(seed)
     info = dict(ticket_info or {})
+    info.setdefault("model", type(model).__name__)
     info.update(rewind_step=rewind_step, total_prunable=total, seed=seed)
 
     rewind_state = _load_rewind(workdir, params0, batch_stats0)

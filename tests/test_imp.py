@@ -76,7 +76,7 @@ def test_late_resetting_with_batchnorm():
         assert leaves_equal(mask, expected)
         ticket = result.tickets[level]
         assert leaves_equal(ticket.params, start.params) and leaves_equal(ticket.mask, mask)
-        assert ticket.info["level"] == level and ticket.info["rewind_step"] == k
+        assert ticket.info["level"] == level and ticket.info["rewind_step"] == k and ticket.info["model"] == "ConvBN"
         assert ticket.info["weights_remaining"] == result.trajectory[level]
     assert result.records[-1]["steps"] == 9
 
