@@ -1,5 +1,5 @@
 """Datasets: in-memory arrays and the synthetic data of the thesis."""
 
-from lth_jax.data.arrays import ArrayDataset
+from lth_jax.data.arrays import ArrayDataset, TaskData, standardize
 
-__all__ = ["ArrayDataset"]
+__all__ = ["ArrayDataset", "TaskData", "standardize"]

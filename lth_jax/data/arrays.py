@@ -7,7 +7,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["ArrayDataset"]
+__all__ = ["ArrayDataset", "TaskData", "standardize"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,7 +15,7 @@ class ArrayDataset:
     """Inputs ``x`` and labels ``y`` (leading axis = examples), held in host memory.
 
     ``batches`` yields dicts ``{'x', 'y', 'weight'}`` of a fixed batch size. The
-    order of epoch ``e`` is a permutation drawn from ``numpy.random.default_rng([seed, e])``:
+    order of epoch ``e`` is a permutation drawn from ``numpy.random.default_rng([*seed, e])``:
     it depends only on the seed and the epoch, so a run resumed at any step sees
     the same batches as an uninterrupted one. A final partial batch is padded to
     the batch size with weight-0 examples (one compiled shape; exact means), or
@@ -42,23 +42,89 @@ class ArrayDataset:
             raise ValueError(f"batch_size={batch_size} is larger than the {n} examples and drop_remainder is set")
         return n // batch_size if drop_remainder else -(-n // batch_size)
 
+    def epoch_indices(
+        self, batch_size: int, *, seed=None, epoch: int = 0, drop_remainder: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The example indices ``[steps, batch_size]`` and weights of epoch ``epoch``.
+
+        Shuffled by ``numpy.random.default_rng([*seed, epoch])`` when ``seed`` (an int
+        or a sequence of ints) is given; a partial last batch is padded with index 0
+        at weight 0.
+        """
+        n = len(self)
+        steps = self.steps_per_epoch(batch_size, drop_remainder)
+        if seed is None:
+            order = np.arange(n)
+        else:
+            seed = [int(seed)] if np.ndim(seed) == 0 else [int(s) for s in seed]
+            order = np.random.default_rng(seed + [int(epoch)]).permutation(n)
+        order = order[: steps * batch_size]
+        weights = np.zeros(steps * batch_size, np.float32)
+        weights[: len(order)] = 1.0
+        indices = np.zeros(steps * batch_size, np.int64)
+        indices[: len(order)] = order
+        return indices.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+
     def batches(
         self,
         batch_size: int,
         *,
-        seed: int | None = None,
+        seed=None,
         epoch: int = 0,
         start: int = 0,
         drop_remainder: bool = False,
     ) -> Iterator[dict]:
         """Batches ``start, start+1, ...`` of epoch ``epoch``; shuffled when ``seed`` is given."""
-        n = len(self)
-        steps = self.steps_per_epoch(batch_size, drop_remainder)
-        order = np.random.default_rng([seed, epoch]).permutation(n) if seed is not None else np.arange(n)
-        for b in range(start, steps):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            weight = np.ones(batch_size, np.float32)
-            if len(idx) < batch_size:
-                weight[len(idx) :] = 0.0
-                idx = np.concatenate([idx, np.zeros(batch_size - len(idx), idx.dtype)])
+        indices, weights = self.epoch_indices(batch_size, seed=seed, epoch=epoch, drop_remainder=drop_remainder)
+        for idx, weight in zip(indices[start:], weights[start:]):
             yield {"x": self.x[idx], "y": self.y[idx], "weight": weight}
+
+    def split(self, fraction: float, seed: int = 0) -> tuple["ArrayDataset", "ArrayDataset"]:
+        """A random ``(1 − fraction, fraction)`` split, e.g. a validation set held out of training."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"split fraction={fraction!r} is outside the open interval (0, 1)")
+        order = np.random.default_rng(seed).permutation(len(self))
+        held = int(round(fraction * len(self)))
+        if held == 0 or held == len(self):
+            raise ValueError(f"split fraction={fraction!r} of {len(self)} examples leaves one side empty")
+        keep, out = np.sort(order[held:]), np.sort(order[:held])
+        return ArrayDataset(self.x[keep], self.y[keep]), ArrayDataset(self.x[out], self.y[out])
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+    """Train/test data of parallel tasks, and which task each input feature and output unit serves.
+
+    ``input_tasks[i]`` / ``output_tasks[j]`` are task ids in declaration order;
+    ``classes[t]`` is the number of classes of task ``t`` (2 for a binary task
+    with one sigmoid output).
+    """
+
+    train: ArrayDataset
+    test: ArrayDataset
+    input_tasks: tuple[int, ...]
+    output_tasks: tuple[int, ...]
+    task_names: tuple[str, ...]
+    classes: tuple[int, ...]
+    image_shape: tuple[int, ...] | None = None  # per task, for heat maps of input features
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.input_tasks)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.output_tasks)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+
+def standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale both by the train set's per-feature mean and (population) std;
+    zero-variance features get scale 1."""
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return ((train - mean) / std).astype(np.float32), ((test - mean) / std).astype(np.float32)
