@@ -11,7 +11,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m experiments.imp_mlp --workdir=runs/demo
+	$(PY) -m experiments.parallel_tasks --workdir=runs/demo_parallel_tasks
 
 # The tests run on the CPU backend; 8 simulated devices are set up per test where needed.
 test: $(STAMP)
@@ -20,6 +20,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_prune.py
 	$(PY) benchmarks/bench_masked_step.py
+	$(PY) benchmarks/bench_structure.py
+	$(PY) benchmarks/bench_parallel_tasks.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -34,7 +34,6 @@ import jax
 import numpy as np
 
 from lth_jax import masks as mask_lib
-from lth_jax import parallel
 from lth_jax.checkpoint import StateCheckpointer, Ticket, is_ticket, load_ticket, load_tree, save_ticket, save_tree
 from lth_jax.objectives import Objective
 from lth_jax.optim import make_optimizer
@@ -46,14 +45,11 @@ from lth_jax.train import (
     TrainConfig,
     TrainState,
     create_train_state,
-    fit,
     init_variables,
-    make_eval_step,
-    make_train_step,
     parse_steps,
 )
 
-__all__ = ["PruningPlan", "LevelResult", "ImpResult", "run_imp", "format_level"]
+__all__ = ["PruningPlan", "LevelResult", "ImpResult", "run_imp", "run_imp_seeds", "format_level"]
 
 SCOPES = ("global", "layerwise")
 
@@ -121,6 +117,7 @@ class LevelResult:
     mask: Any
     trained_params: Any
     trained_batch_stats: Any
+    seed: int = 0
 
 
 class _Tickets(Sequence):
@@ -226,6 +223,25 @@ def _check_resume(workdir: Path, settings: dict, counts: list[int]) -> None:
             )
 
 
+class _Replica:
+    """The per-seed part of an IMP run."""
+
+    def __init__(self, seed: int, workdir: Path | None):
+        self.seed, self.workdir = seed, workdir
+        self.records: list[dict] = []
+        self.tickets = _Tickets()
+        self.previous: tuple[Any, Any] | Path | None = None  # (trained params, mask) or the finished level's dir
+        self.rewind: RewindState | None = None
+        self.stopped_at: int | None = None
+        self.params0 = self.batch_stats0 = None
+
+    def level_dir(self, level: int) -> Path | None:
+        return None if self.workdir is None else self.workdir / f"level_{level:02d}"
+
+    def result(self, counts: list[int]) -> ImpResult:
+        return ImpResult(self.records, self.tickets, counts, self.rewind, self.stopped_at)
+
+
 def run_imp(
     model,
     objective: Objective,
@@ -238,7 +254,7 @@ def run_imp(
     seed: int = 0,
     workdir: str | Path | None = None,
     level_callback: Callable[[LevelResult], bool | None] | None = None,
-    on_level_start: Callable[[int, TrainState], None] | None = None,
+    on_level_start: Callable[[int, TrainState, int], None] | None = None,
     prunable: mask_lib.Prunable | None = None,
     mesh=None,
     preprocess=None,
@@ -257,21 +273,74 @@ def run_imp(
       config: the training recipe; every level trains to the end of its schedule.
       plan: the pruning trajectory and scope.
       rewind: the rewind step ``k``: an int, ``"500it"`` or ``"1ep"``; 0 resets to the initialization.
-      seed: initialization seed (also the base key of per-step randomness).
+      seed: initialization seed, base key of per-step randomness, and (with
+        ``config.data_seed``) the seed of the epoch order.
       workdir: where tickets, records and checkpoints go; resumes when it holds a run.
       level_callback: called after each level (also for levels loaded on resume)
         with a :class:`LevelResult`; return True to stop the run.
-      on_level_start: called with ``(level, state)`` just before a level trains.
+      on_level_start: called with ``(level, state, seed)`` just before a level trains.
       prunable: a predicate replacing the default rule (``plan.exclude`` is then ignored).
       mesh: device mesh for data parallelism (default: all devices).
       preprocess: ``(x, rng, train) -> x`` run inside the jitted steps (augmentation).
       ticket_info: extra metadata for every ``ticket.json`` (model name, dataset, classes...).
-      hooks: ``hook(state, epoch_record)`` after every epoch (records carry ``level``).
+      hooks: ``hook(state, epoch_record)`` after every epoch (records carry ``level`` and ``seed``).
     """
-    workdir = None if workdir is None else Path(workdir)
-    mesh = parallel.data_mesh() if mesh is None else mesh
-    example_x = next(iter(train_data.batches(config.batch_size)))["x"]
-    params0, batch_stats0 = init_variables(model, jax.random.PRNGKey(seed), example_x[:1])
+    replicas = [_Replica(seed, None if workdir is None else Path(workdir))]
+    return _run(replicas, False, model, objective, train_data, eval_data, config, plan, rewind, level_callback,
+                on_level_start, prunable, mesh, preprocess, ticket_info, hooks, eval_name, log_fn)[0]
+
+
+def run_imp_seeds(
+    model,
+    objective: Objective,
+    train_data,
+    eval_data,
+    config: TrainConfig,
+    plan: PruningPlan,
+    *,
+    seeds: Sequence[int],
+    vmap: bool = True,
+    rewind: int | str = 0,
+    workdir: str | Path | None = None,
+    level_callback: Callable[[LevelResult], bool | None] | None = None,
+    on_level_start: Callable[[int, TrainState, int], None] | None = None,
+    prunable: mask_lib.Prunable | None = None,
+    mesh=None,
+    preprocess=None,
+    ticket_info: dict | None = None,
+    hooks: Iterable[Callable] = (),
+    eval_name: str = "test",
+    log_fn: Callable[[str], None] = print,
+) -> list[ImpResult]:
+    """IMP for several seeds of one model, level by level in lockstep.
+
+    With ``vmap=True`` all seeds train in one compiled program
+    (:class:`lth_jax.trainers.VmapTrainer`: small in-memory models); with
+    ``vmap=False`` one after the other, each data-parallel over the devices.
+    Either way each seed has its own initialization, epoch order, early stopping
+    and masks, and the results equal those of :func:`run_imp` per seed (up to
+    float tolerance). A seed whose ``level_callback`` returns True stops; the
+    others go on. Seed ``s`` writes to ``workdir/seed_s`` (the layout of a
+    :func:`run_imp` workdir). The other arguments are those of :func:`run_imp`.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={seeds} holds duplicates")
+    replicas = [_Replica(s, None if workdir is None else Path(workdir) / f"seed_{s}") for s in seeds]
+    return _run(replicas, vmap, model, objective, train_data, eval_data, config, plan, rewind, level_callback,
+                on_level_start, prunable, mesh, preprocess, ticket_info, hooks, eval_name, log_fn)
+
+
+def _run(replicas, vmap, model, objective, train_data, eval_data, config, plan, rewind, level_callback,
+         on_level_start, prunable, mesh, preprocess, ticket_info, hooks, eval_name, log_fn) -> list[ImpResult]:
+    from lth_jax.trainers import SequentialTrainer, VmapTrainer
+
+    example_x = next(iter(train_data.batches(config.batch_size)))["x"][:1]
+    for rep in replicas:
+        rep.params0, rep.batch_stats0 = init_variables(model, jax.random.PRNGKey(rep.seed), example_x)
+    params0 = replicas[0].params0
     if prunable is None:
         mask_lib.check_exclude_patterns(params0, plan.exclude)
         rule = mask_lib.prunable_rule(plan.exclude)
@@ -284,103 +353,126 @@ def run_imp(
     rewind_step = parse_steps(rewind, steps_per_epoch)
     if rewind_step > total_steps:
         raise ValueError(f"rewind step {rewind!r} = {rewind_step} steps is past the end of training ({total_steps} steps)")
-    settings = _settings(model, objective, config, plan, rewind, seed, prunable)
-    if workdir is not None:
-        _check_resume(workdir, settings, counts)
-        write_json(workdir / "imp.json", {"settings": settings, "trajectory": counts, "rewind_step": rewind_step})
+    if vmap and rewind_step % steps_per_epoch:
+        raise ValueError(f"rewind step {rewind!r} is not at an epoch boundary; vmapped seeds rewind to the end of an epoch")
+    for rep in replicas:
+        if rep.workdir is not None:
+            settings = _settings(model, objective, config, plan, rewind, rep.seed, prunable)
+            _check_resume(rep.workdir, settings, counts)
+    for rep in replicas:
+        if rep.workdir is not None:
+            settings = _settings(model, objective, config, plan, rewind, rep.seed, prunable)
+            write_json(rep.workdir / "imp.json", {"settings": settings, "trajectory": counts, "rewind_step": rewind_step})
+        rep.rewind = _load_rewind(rep.workdir, rep.params0, rep.batch_stats0)
 
     tx = make_optimizer(config.optimizer, steps_per_epoch, total_steps)
-    # States come from create_train_state and fit (pruned weights are 0): the forward pass can skip the mask.
-    train_step_fn = make_train_step(model, tx, objective, mesh=mesh, preprocess=preprocess, donate=True, mask_forward=False)
-    eval_step_fn = make_eval_step(model, objective, mesh=mesh, preprocess=preprocess)
-    base_rng = jax.random.PRNGKey(seed)
+    # States come from create_train_state (pruned weights are 0): the forward pass can skip the mask.
+    if vmap:
+        trainer = VmapTrainer(model, tx, objective, train_data, eval_data, config, preprocess=preprocess)
+    else:
+        trainer = SequentialTrainer(model, tx, objective, train_data, eval_data, config, mesh=mesh, preprocess=preprocess)
     info = dict(ticket_info or {})
     info.setdefault("model", type(model).__name__)
-    info.update(rewind_step=rewind_step, total_prunable=total, seed=seed)
+    info.update(rewind_step=rewind_step, total_prunable=total)
+    tag = (lambda rep, level: f"seed {rep.seed} level {level:>2d}") if len(replicas) > 1 else (lambda rep, level: f"level {level:>2d}")
 
-    rewind_state = _load_rewind(workdir, params0, batch_stats0)
-    records: list[dict] = []
-    tickets = _Tickets()
-    previous: tuple[Any, Any] | Path | None = None  # (trained params, mask) or the finished level's directory
-    stopped_at = None
-
+    active = list(replicas)
     for level, weights in enumerate(counts):
-        level_dir = None if workdir is None else workdir / f"level_{level:02d}"
-        if level_dir is not None and (level_dir / "record.json").exists():
-            record = read_json(level_dir / "record.json")
-            records.append(record)
-            tickets.append(level_dir / "ticket")
-            previous = level_dir
-            if level_callback is not None and level_callback(_level_result(record, level_dir, params0, batch_stats0)):
-                stopped_at = level
-                break
-            continue
+        pending = []  # (replica, state, progress, mask, weights remaining, checkpointer)
+        for rep in active:
+            level_dir = rep.level_dir(level)
+            if level_dir is not None and (level_dir / "record.json").exists():
+                record = read_json(level_dir / "record.json")
+                rep.records.append(record)
+                rep.tickets.append(level_dir / "ticket")
+                rep.previous = level_dir
+                result = _level_result(record, level_dir, rep.params0, rep.batch_stats0, rep.seed)
+                if level_callback is not None and level_callback(result):
+                    rep.stopped_at = level
+                continue
+            pending.append(_start_level(rep, level, counts, plan, rule, total, tx, rewind_step, info, tag, log_fn))
+            if on_level_start is not None:
+                on_level_start(level, pending[-1][1], rep.seed)
+        if pending:
+            _train_level(pending, level, trainer, config, rewind_step, hooks, tag, eval_name, log_fn, info, total, level_callback)
+        active = [rep for rep in active if rep.stopped_at is None]
+        if not active:
+            break
+    return [rep.result(counts) for rep in replicas]
 
-        # The mask of this level: from its saved ticket, or by pruning the previous level.
-        if level_dir is not None and is_ticket(level_dir / "ticket"):
-            mask = load_ticket(level_dir / "ticket").mask
-        elif level == 0:
-            mask = mask_lib.init_mask(params0)
+
+def _start_level(rep: _Replica, level, counts, plan, rule, total, tx, rewind_step, info, tag, log_fn):
+    """The start state of ``rep`` at ``level``: its mask (saved ticket or pruning), rewound weights, checkpoint."""
+    level_dir = rep.level_dir(level)
+    if level_dir is not None and is_ticket(level_dir / "ticket"):
+        mask = load_ticket(level_dir / "ticket").mask
+    elif level == 0:
+        mask = mask_lib.init_mask(rep.params0)
+    else:
+        prev_params, prev_mask = _previous(rep.previous, rep.params0, rep.batch_stats0)
+        if plan.scope == "global":
+            mask = mask_lib.global_magnitude_prune(prev_params, prev_mask, count=counts[level - 1] - counts[level], prunable=rule)
         else:
-            prev_params, prev_mask = _previous(previous, params0, batch_stats0)
-            if plan.scope == "global":
-                mask = mask_lib.global_magnitude_prune(prev_params, prev_mask, count=counts[level - 1] - weights, prunable=rule)
-            else:
-                fraction = plan.layerwise_fraction(total)
-                mask = mask_lib.layerwise_magnitude_prune(prev_params, prev_mask, fraction=fraction, prunable=rule)
-        weights_remaining = mask_lib.count_remaining(mask, rule)
-
-        if level == 0:
-            state = create_train_state(params0, tx, batch_stats=batch_stats0, rng=base_rng, step=0)
-        else:
-            state = create_train_state(
-                rewind_state.params, tx, mask=mask, batch_stats=rewind_state.batch_stats, rng=base_rng, step=rewind_step
-            )
-            ticket = _ticket(state.params, state.batch_stats, mask, info, level, weights_remaining, total)
-            if level_dir is not None and not is_ticket(level_dir / "ticket"):
-                save_ticket(level_dir / "ticket", ticket)
-
-        progress = None
-        checkpointer = None if level_dir is None else StateCheckpointer(level_dir / "checkpoints")
-        if checkpointer is not None:
-            restored = checkpointer.restore(state)
-            if restored is not None:
-                state, progress = restored[0], FitProgress.from_dict(restored[1])
-                log_fn(f"level {level:>2d}: resuming from step {int(state.step)}")
-        if on_level_start is not None:
-            on_level_start(level, state)
-
-        def save_rewind(captured: RewindState) -> None:
-            nonlocal rewind_state
-            rewind_state = captured
-            if workdir is not None:
-                save_tree(workdir / "rewind", {"params": captured.params, "batch_stats": captured.batch_stats})
-                write_json(workdir / "rewind.json", {"step": captured.step})
-
-        started = time.perf_counter()
-        level_hooks = [_with_level(hook, level) for hook in hooks]
-        result = fit(
-            state,
-            train_step_fn=train_step_fn,
-            eval_step_fn=eval_step_fn,
-            train_data=train_data,
-            eval_data=eval_data,
-            config=config,
-            mesh=mesh,
-            rewind_step=rewind_step if level == 0 else None,
-            on_rewind=save_rewind,
-            hooks=level_hooks,
-            checkpoint_fn=None if checkpointer is None else (lambda s, p: checkpointer.save(s, p.to_dict())),
-            progress=progress,
-            eval_name=eval_name,
-            log_prefix=f"level {level:>2d}",
-            log_fn=log_fn,
+            mask = mask_lib.layerwise_magnitude_prune(prev_params, prev_mask, fraction=plan.layerwise_fraction(total), prunable=rule)
+    weights_remaining = mask_lib.count_remaining(mask, rule)
+    base_rng = jax.random.PRNGKey(rep.seed)
+    if level == 0:
+        state = create_train_state(rep.params0, tx, batch_stats=rep.batch_stats0, rng=base_rng, step=0)
+    else:
+        state = create_train_state(
+            rep.rewind.params, tx, mask=mask, batch_stats=rep.rewind.batch_stats, rng=base_rng, step=rewind_step
         )
+        if level_dir is not None and not is_ticket(level_dir / "ticket"):
+            save_ticket(level_dir / "ticket", _ticket(state.params, state.batch_stats, mask, info, rep.seed, level, weights_remaining, total))
+    progress, checkpointer = None, None
+    if level_dir is not None:
+        checkpointer = StateCheckpointer(level_dir / "checkpoints")
+        restored = checkpointer.restore(state)
+        if restored is not None:
+            state, progress = restored[0], FitProgress.from_dict(restored[1])
+            log_fn(f"{tag(rep, level)}: resuming from step {int(state.step)}")
+    return rep, state, progress, mask, weights_remaining, checkpointer
+
+
+def _train_level(pending, level, trainer, config, rewind_step, hooks, tag, eval_name, log_fn, info, total, level_callback):
+    """Train the pending replicas of ``level`` together, then save and report each."""
+
+    def save_rewind(rep: _Replica):
+        def save(captured: RewindState) -> None:
+            rep.rewind = captured
+            if rep.workdir is not None:
+                save_tree(rep.workdir / "rewind", {"params": captured.params, "batch_stats": captured.batch_stats})
+                write_json(rep.workdir / "rewind.json", {"step": captured.step})
+
+        return save
+
+    def checkpoint(checkpointer):
+        return None if checkpointer is None else (lambda s, p: checkpointer.save(s, p.to_dict()))
+
+    started = time.perf_counter()
+    results = trainer.fit(
+        [p[1] for p in pending],
+        data_seeds=[(config.data_seed, rep.seed) for rep, *_ in pending],
+        progresses=[p[2] for p in pending],
+        rewind_step=rewind_step if level == 0 else None,
+        on_rewind=[save_rewind(rep) for rep, *_ in pending],
+        checkpoint_fns=[checkpoint(p[5]) for p in pending],
+        hooks=[[_with_context(hook, level, rep.seed) for hook in hooks] for rep, *_ in pending],
+        log_prefixes=[tag(rep, level) for rep, *_ in pending],
+        eval_name=eval_name,
+        log_fn=log_fn,
+    )
+    seconds = (time.perf_counter() - started) / len(pending)
+    for (rep, _, _, mask, weights_remaining, checkpointer), result in zip(pending, results):
+        level_dir = rep.level_dir(level)
         trained_params, trained_batch_stats = jax.device_get((result.state.params, result.state.batch_stats))
         if level == 0:
-            ticket = _ticket(rewind_state.params, rewind_state.batch_stats, mask, info, level, weights_remaining, total)
-        record = _record(level, weights_remaining, total, result, time.perf_counter() - started, rewind_step)
-        records.append(record)
+            ticket = _ticket(rep.rewind.params, rep.rewind.batch_stats, mask, info, rep.seed, level, weights_remaining, total)
+        elif level_dir is None:
+            ticket = _ticket(mask_lib.apply_mask(rep.rewind.params, mask), rep.rewind.batch_stats, mask, info, rep.seed, level, weights_remaining, total)
+        record = _record(level, weights_remaining, total, result, seconds, rewind_step)
+        record["seed"] = rep.seed
+        rep.records.append(record)
         if level_dir is not None:
             if level == 0:
                 save_ticket(level_dir / "ticket", ticket)
@@ -388,33 +480,37 @@ def run_imp(
             write_jsonl(level_dir / "history.jsonl", result.history)
             write_json(level_dir / "record.json", record)
             checkpointer.clear()
-        tickets.append(ticket if level_dir is None else level_dir / "ticket")
-        previous = (trained_params, jax.device_get(mask))
+        rep.tickets.append(ticket if level_dir is None else level_dir / "ticket")
+        rep.previous = (trained_params, jax.device_get(mask))
         if level_callback is not None and level_callback(
-            LevelResult(level, record, previous[1], trained_params, trained_batch_stats)
+            LevelResult(level, record, rep.previous[1], trained_params, trained_batch_stats, rep.seed)
         ):
-            stopped_at = level
-            break
-    return ImpResult(records, tickets, counts, rewind_state, stopped_at)
+            rep.stopped_at = level
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _with_level(hook, level):
+def _with_context(hook, level, seed):
     def wrapped(state, record):
-        return hook(state, {"level": level, **record})
+        return hook(state, {"level": level, "seed": seed, **record})
 
     return wrapped
 
 
-def _ticket(params, batch_stats, mask, info: dict, level: int, weights_remaining: int, total: int) -> Ticket:
+def _ticket(params, batch_stats, mask, info: dict, seed: int, level: int, weights_remaining: int, total: int) -> Ticket:
     params, batch_stats, mask = jax.device_get((params, batch_stats, mask))
     return Ticket(
         mask=mask,
         params=params,
         batch_stats=batch_stats,
-        info={**info, "level": level, "weights_remaining": weights_remaining, "fraction_remaining": weights_remaining / total},
+        info={
+            **info,
+            "seed": seed,
+            "level": level,
+            "weights_remaining": weights_remaining,
+            "fraction_remaining": weights_remaining / total,
+        },
     )
 
 
@@ -451,8 +547,12 @@ def _previous(previous, params0, batch_stats0) -> tuple[Any, Any]:
     return previous
 
 
-def _level_result(record, level_dir: Path, params0, batch_stats0) -> LevelResult:
+def _level_result(record, level_dir: Path, params0, batch_stats0, seed: int) -> LevelResult:
     trained = load_tree(level_dir / "trained", {"params": params0, "batch_stats": batch_stats0})
     return LevelResult(
-        record["level"], record, load_ticket(level_dir / "ticket").mask, *jax.device_get((trained["params"], trained["batch_stats"]))
+        record["level"],
+        record,
+        load_ticket(level_dir / "ticket").mask,
+        *jax.device_get((trained["params"], trained["batch_stats"])),
+        seed,
     )

@@ -353,12 +353,13 @@ def _to_python(value):
     return float(value) if value.ndim == 0 else [float(v) for v in value]
 
 
-def _averages(sums: dict, prefix: str) -> dict:
+def averages(sums: dict, prefix: str) -> dict:
     count = float(sums["count"])
     return {f"{prefix}_{k}": _to_python(np.asarray(v) / max(count, 1.0)) for k, v in sums.items() if k != "count"}
 
 
 def _sum_trees(trees: Sequence[dict]) -> dict:
+    """Elementwise sum of metric-sum trees (waits for the devices)."""
     return jax.tree.map(lambda *xs: np.sum(np.stack(xs), axis=0), *jax.device_get(list(trees)))
 
 
@@ -367,7 +368,7 @@ def evaluate(state: TrainState, eval_step_fn, data, batch_size: int, mesh=None, 
     mesh = parallel.data_mesh() if mesh is None else mesh
     parallel.check_batch_size(batch_size, mesh)
     sums = [eval_step_fn(state, parallel.put_batch(b, mesh)) for b in data.batches(batch_size)]
-    return _averages(_sum_trees(sums), prefix)
+    return averages(_sum_trees(sums), prefix)
 
 
 def _format_value(value) -> str:
@@ -388,6 +389,60 @@ def format_record(record: dict, prefix: str = "") -> str:
     return "  ".join(parts)
 
 
+def is_eval_epoch(config: TrainConfig, epoch: int, step: int, total_steps: int) -> bool:
+    """Whether the epoch ending at ``step`` (``epoch`` counted from 1) is evaluated."""
+    return epoch % config.eval_every_epochs == 0 or step == total_steps
+
+
+def close_epoch(
+    progress: FitProgress,
+    record: dict,
+    config: TrainConfig,
+    *,
+    eval_metrics: dict | None,
+    eval_name: str,
+    total_steps: int,
+) -> None:
+    """Add the eval metrics to ``record``, apply early stopping, append it to the history."""
+    if eval_metrics is not None:
+        record.update(eval_metrics)
+        record["evaluated"] = True
+        if config.early_stopping_patience is not None:
+            best, counter, stop = early_stopping_update(
+                progress.best_loss, progress.patience_counter, record[f"{eval_name}_loss"], config.early_stopping_patience
+            )
+            progress.best_loss, progress.patience_counter = float(best), int(counter)
+            progress.stopped_early = bool(stop) and record["step"] < total_steps
+    progress.history.append(record)
+
+
+def train_record(epoch: int, step: int, train_totals: dict, seconds: float) -> dict:
+    """An epoch record from the summed training metrics and the epoch's wall time."""
+    record = {"epoch": epoch, "step": step, **averages(train_totals, "train")}
+    record["examples_per_second"] = float(train_totals["count"]) / max(seconds, 1e-9)
+    return record
+
+
+class CheckpointClock:
+    """When ``fit`` writes a checkpoint: every N epochs and/or every S seconds."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.last = time.monotonic()
+
+    def due(self, epoch: int) -> bool:
+        by_epochs = self.config.checkpoint_every_epochs and epoch % self.config.checkpoint_every_epochs == 0
+        by_time = self.config.checkpoint_every_seconds and time.monotonic() - self.last >= self.config.checkpoint_every_seconds
+        return bool(by_epochs or by_time)
+
+    def mark(self) -> None:
+        self.last = time.monotonic()
+
+
+def wants_log(config: TrainConfig, epoch: int, step: int, total_steps: int) -> bool:
+    return bool(config.log_every_epochs) and (epoch % config.log_every_epochs == 0 or step == total_steps)
+
+
 def fit(
     state: TrainState,
     *,
@@ -397,6 +452,7 @@ def fit(
     eval_data,
     config: TrainConfig,
     mesh=None,
+    data_seed=None,
     rewind_step: int | None = None,
     on_rewind: Callable[[RewindState], None] | None = None,
     hooks: Iterable[Callable[[TrainState, dict], None]] = (),
@@ -410,12 +466,15 @@ def fit(
 
     Evaluates every ``config.eval_every_epochs`` epochs, applies early stopping if
     configured, captures the weights and batch statistics at ``rewind_step``
-    (passed to ``on_rewind`` and returned), calls ``hooks(state, record)`` after
-    every epoch and ``checkpoint_fn(state, progress)`` when a checkpoint is due.
-    Resumes mid-epoch from any step: pass the restored state and ``progress``.
+    (passed to ``on_rewind`` and returned), calls ``checkpoint_fn(state,
+    progress)`` when a checkpoint is due and ``hooks(state, record)`` after every
+    epoch. The epoch order comes from ``data_seed`` (default
+    ``config.data_seed``; an int or a tuple of ints). Resumes mid-epoch from any
+    step: pass the restored state and ``progress``.
     """
     mesh = parallel.data_mesh() if mesh is None else mesh
     parallel.check_batch_size(config.batch_size, mesh)
+    data_seed = config.data_seed if data_seed is None else data_seed
     steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
     total_steps = config.epochs * steps_per_epoch
     progress = FitProgress() if progress is None else progress
@@ -438,40 +497,28 @@ def fit(
 
     if rewind_step is not None and step == rewind_step:
         rewind = capture(state)
-    last_checkpoint = time.monotonic()
+    clock = CheckpointClock(config)
     while step < total_steps and not progress.stopped_early:
         epoch, start = divmod(step, steps_per_epoch)
         started = time.perf_counter()
         sums = []
         for batch in train_data.batches(
-            config.batch_size, seed=config.data_seed, epoch=epoch, start=start, drop_remainder=config.drop_remainder
+            config.batch_size, seed=data_seed, epoch=epoch, start=start, drop_remainder=config.drop_remainder
         ):
             state, batch_sums = train_step_fn(state, parallel.put_batch(batch, mesh))
             sums.append(batch_sums)
             step += 1
             if step == rewind_step:
                 rewind = capture(state)
-        totals = _sum_trees(sums)  # waits for the epoch's last step
-        seconds = time.perf_counter() - started
-        record = {"epoch": epoch + 1, "step": step, **_averages(totals, "train")}
-        record["examples_per_second"] = float(totals["count"]) / max(seconds, 1e-9)
-        if (epoch + 1) % config.eval_every_epochs == 0 or step == total_steps:
-            record.update(evaluate(state, eval_step_fn, eval_data, config.batch_size, mesh, prefix=eval_name))
-            record["evaluated"] = True
-            if config.early_stopping_patience is not None:
-                best, counter, stop = early_stopping_update(
-                    progress.best_loss, progress.patience_counter, record[f"{eval_name}_loss"], config.early_stopping_patience
-                )
-                progress.best_loss, progress.patience_counter = float(best), int(counter)
-                progress.stopped_early = bool(stop) and step < total_steps
-        progress.history.append(record)
-        if config.log_every_epochs and ((epoch + 1) % config.log_every_epochs == 0 or step == total_steps):
+        record = train_record(epoch + 1, step, _sum_trees(sums), time.perf_counter() - started)
+        evaluated = is_eval_epoch(config, epoch + 1, step, total_steps)
+        eval_metrics = evaluate(state, eval_step_fn, eval_data, config.batch_size, mesh, prefix=eval_name) if evaluated else None
+        close_epoch(progress, record, config, eval_metrics=eval_metrics, eval_name=eval_name, total_steps=total_steps)
+        if wants_log(config, epoch + 1, step, total_steps):
             log_fn(format_record(record, log_prefix))
-        due_epochs = config.checkpoint_every_epochs and (epoch + 1) % config.checkpoint_every_epochs == 0
-        due_time = config.checkpoint_every_seconds and time.monotonic() - last_checkpoint >= config.checkpoint_every_seconds
-        if checkpoint_fn is not None and step < total_steps and not progress.stopped_early and (due_epochs or due_time):
+        if checkpoint_fn is not None and step < total_steps and not progress.stopped_early and clock.due(epoch + 1):
             checkpoint_fn(state, progress)  # before the hooks: a failing hook loses no work
-            last_checkpoint = time.monotonic()
+            clock.mark()
         for hook in hooks:
             hook(state, record)
     return FitResult(state, progress, rewind)

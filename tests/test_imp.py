@@ -1,5 +1,4 @@
 import json
-import os
 
 import jax
 import numpy as np
@@ -38,7 +37,7 @@ def test_late_resetting_with_batchnorm():
         plan,
         rewind="1ep",
         seed=3,
-        on_level_start=lambda level, state: starts.__setitem__(level, jax.device_get(state)),
+        on_level_start=lambda level, state, seed: starts.__setitem__(level, jax.device_get(state)),
         level_callback=lambda r: levels.__setitem__(r.level, r),
         log_fn=lambda line: None,
     )
@@ -48,7 +47,7 @@ def test_late_resetting_with_batchnorm():
     tx = make_optimizer(SGD, 3, 9)
     state = create_train_state(params0, tx, batch_stats=stats0, rng=jax.random.PRNGKey(3))
     step = make_train_step(model, tx, objectives.softmax_classification())
-    for batch in train.batches(16, seed=0, epoch=0, drop_remainder=True):
+    for batch in train.batches(16, seed=(0, 3), epoch=0, drop_remainder=True):  # (config.data_seed, seed)
         state, _ = step(state, batch)
     theta_k = jax.device_get(state)
     assert result.rewind.step == k

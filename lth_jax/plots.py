@@ -1,0 +1,185 @@
+"""Figures (matplotlib, Agg backend): ticket networks, per-level curves, sweep reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+
+from lth_jax.structure import ACTIVE, INACTIVE, ZOMBIE, StructureReport  # noqa: E402
+
+__all__ = [
+    "task_colors",
+    "draw_network",
+    "plot_networks",
+    "plot_levels",
+    "plot_categories",
+    "plot_split_grid",
+    "plot_input_degree",
+    "save",
+]
+
+SHARED = "#555555"
+CATEGORY_COLORS = {"Separated": "#2ca02c", "Separated-Degraded": "#bcbd22", "Degraded": "#d62728", "Interconnected": "#1f77b4"}
+
+
+def task_colors(num_tasks: int) -> list:
+    cmap = plt.get_cmap("tab10")
+    return [cmap(i % 10) for i in range(num_tasks)]
+
+
+def save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def draw_network(ax, report: StructureReport, input_tasks, output_tasks, *, title: str = "", show_unused: bool = True) -> None:
+    """Nodes layer by layer; active edges in the colour of the task their subnetwork
+    serves (grey: several tasks), inactive and zombie edges faint."""
+    sizes = [report.edge_states[0].shape[0]] + [e.shape[1] for e in report.edge_states]
+    num_tasks = max(max(input_tasks), max(output_tasks)) + 1
+    colors = task_colors(num_tasks)
+
+    def ys(n):  # unit 0 on top
+        return np.linspace(1, 0, n) if n > 1 else np.array([0.5])
+
+    positions = [ys(n) for n in sizes]
+    for layer, states in enumerate(report.edge_states):
+        x0, x1 = layer, layer + 1
+        if show_unused:
+            for state, style in ((INACTIVE, ":"), (ZOMBIE, "--")):
+                u, v = np.nonzero(states == state)
+                if len(u):
+                    segs = np.stack([np.stack([np.full(len(u), x0), positions[layer][u]], -1), np.stack([np.full(len(v), x1), positions[layer + 1][v]], -1)], 1)
+                    ax.add_collection(LineCollection(segs, colors="#bbbbbb", linewidths=0.6, linestyles=style))
+        u, v = np.nonzero(states == ACTIVE)
+        if len(u):
+            comps = report.node_components[layer][u]
+            edge_colors = [colors[report.component_tasks[c]] if report.component_tasks[c] >= 0 else SHARED for c in comps]
+            segs = np.stack([np.stack([np.full(len(u), x0), positions[layer][u]], -1), np.stack([np.full(len(v), x1), positions[layer + 1][v]], -1)], 1)
+            ax.add_collection(LineCollection(segs, colors=edge_colors, linewidths=1.0, alpha=0.85))
+    for layer, n in enumerate(sizes):
+        if layer == 0:
+            node_colors = [colors[t] for t in input_tasks]
+        elif layer == len(sizes) - 1:
+            node_colors = [colors[t] for t in output_tasks]
+        else:
+            comps = report.node_components[layer]
+            node_colors = [
+                "white" if c < 0 else (colors[report.component_tasks[c]] if report.component_tasks[c] >= 0 else SHARED)
+                for c in comps
+            ]
+        ax.scatter(np.full(n, layer), positions[layer], s=max(4, 60 / max(1, n / 12)), c=node_colors, edgecolors="black", linewidths=0.4, zorder=3)
+    ax.set_xlim(-0.2, len(sizes) - 0.8)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
+    ax.set_yticks([])
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title, fontsize=9)
+
+
+def plot_networks(items: Sequence[tuple[str, StructureReport]], input_tasks, output_tasks, task_names, path) -> Path:
+    """One network drawing per ``(title, report)``, side by side, with a task legend."""
+    n = len(items)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax, (title, report) in zip(axes.flat, items):
+        draw_network(ax, report, input_tasks, output_tasks, title=title)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    colors = task_colors(len(task_names))
+    handles = [plt.Line2D([], [], color=c, lw=2) for c in colors] + [plt.Line2D([], [], color=SHARED, lw=2), plt.Line2D([], [], color="#bbbbbb", lw=1, ls=":")]
+    fig.legend(handles, list(task_names) + ["several tasks", "inactive / zombie"], loc="lower center", ncol=len(task_names) + 2, frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return save(fig, path)
+
+
+def plot_levels(rows_by_seed: dict, task_names: Sequence[str], path) -> Path:
+    """Per seed: test accuracy of every task, and weights remaining / active, against the level."""
+    fig, (ax_acc, ax_w) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = task_colors(len(task_names))
+    styles = ["-", "--", "-.", ":"]
+    for i, (seed, rows) in enumerate(sorted(rows_by_seed.items())):
+        levels = [r["level"] for r in rows]
+        style = styles[i % len(styles)]
+        for t, name in enumerate(task_names):
+            ax_acc.plot(levels, [r["accuracy"][t] for r in rows], style, color=colors[t], marker="o", ms=3, label=f"{name} (seed {seed})")
+        ax_w.plot(levels, [r["weights_remaining"] for r in rows], style, color="black", marker="o", ms=3, label=f"remaining (seed {seed})")
+        ax_w.plot(levels, [r["active_weights"] for r in rows], style, color="#ff7f0e", marker="s", ms=3, label=f"active (seed {seed})")
+        split = next((r["level"] for r in rows if r["status"] == "split"), None)
+        if split is not None:
+            ax_acc.axvline(split, color="#2ca02c", alpha=0.3, lw=3)
+    ax_acc.set(xlabel="level", ylabel="test accuracy", title="accuracy per task (green band: first split)")
+    ax_w.set(xlabel="level", ylabel="weights", yscale="log", title="weights remaining and active")
+    for ax in (ax_acc, ax_w):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_categories(rows: Sequence[dict], path, xlabel: str = "extension level") -> Path:
+    """Stacked bars: the number of runs of each category at every ``x`` (thesis E1-E3)."""
+    xs = sorted({r["x"] for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(xs) + 2), 4))
+    bottom = np.zeros(len(xs))
+    for category, color in CATEGORY_COLORS.items():
+        counts = np.array([sum(1 for r in rows if r["x"] == x and r["category"] == category) for x in xs])
+        ax.bar([str(x) for x in xs], counts, bottom=bottom, color=color, label=category)
+        bottom += counts
+    ax.set(xlabel=xlabel, ylabel="runs", title="run categories")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_split_grid(rows: Sequence[dict], path, xlabel: str = "pruning levels", ylabel: str = "width") -> Path:
+    """Heat map of the fraction of runs that separate (E4: widths × numbers of levels)."""
+    xs = sorted({r["x"] for r in rows})
+    ys = sorted({r["y"] for r in rows})
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            cell = [r for r in rows if r["x"] == x and r["y"] == y]
+            if cell:
+                grid[i, j] = np.mean([r["category"] in ("Separated", "Separated-Degraded") for r in cell])
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(xs) + 2), max(3, 0.5 * len(ys) + 1.5)))
+    image = ax.imshow(grid, cmap="Greens", vmin=0, vmax=1, origin="lower", aspect="auto")
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys])
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title="fraction of runs that split")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_input_degree(degrees: Sequence[tuple[str, np.ndarray]], image_shape, task_names, path) -> Path:
+    """Heat maps of each input pixel's active out-degree (E9), one row per ``(title, degree)``."""
+    tasks = len(task_names)
+    fig, axes = plt.subplots(len(degrees), tasks, figsize=(3.2 * tasks, 3 * len(degrees)), squeeze=False)
+    pixels = int(np.prod(image_shape))
+    for row, (title, degree) in enumerate(degrees):
+        for t in range(tasks):
+            ax = axes[row, t]
+            image = ax.imshow(np.asarray(degree[t * pixels : (t + 1) * pixels]).reshape(image_shape), cmap="viridis")
+            ax.set_title(f"{task_names[t]}: {title}", fontsize=8)
+            ax.axis("off")
+            fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return save(fig, path)

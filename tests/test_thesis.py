@@ -1,0 +1,161 @@
+"""The thesis experiments end to end (small settings)."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import REPO
+from lth_jax import objectives
+from lth_jax.data.synthetic import moons_circles
+from lth_jax.models import MLP
+from lth_jax.optim import OptimizerRecipe, make_optimizer
+from lth_jax.thesis import ThesisConfig, run_parallel_tasks
+from lth_jax.train import TrainConfig, create_train_state, fit, init_variables, make_eval_step, make_train_step
+
+ROW_KEYS = {"seed", "level", "weights_remaining", "active_weights", "accuracy", "test_loss", "num_components", "status", "edges"}
+
+
+def test_moons_circles_data_as_the_thesis_builds_it():
+    data = moons_circles()
+    assert len(data.train) == 1000 and len(data.test) == 1000
+    np.testing.assert_allclose(data.train.x.mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(data.train.x.std(axis=0), 1, atol=1e-5)
+    assert data.input_tasks == (0, 0, 1, 1) and data.output_tasks == (0, 1) and data.task_names == ("circles", "moons")
+    assert set(np.unique(data.train.y)) == {0.0, 1.0}
+    # the thesis's own pipeline: numpy's global RNG, train_test_split, StandardScaler
+    from sklearn.datasets import make_circles, make_moons
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    np.random.seed(0)
+    xc, yc = make_circles(n_samples=2000, noise=0.1, factor=0.35)
+    xm, ym = make_moons(n_samples=2000, noise=0.1)
+    x_train, x_test, y_train, y_test = train_test_split(
+        np.concatenate([xc, xm], 1), np.stack([yc, ym], 1), test_size=0.5, random_state=42
+    )
+    scaler = StandardScaler().fit(x_train)
+    np.testing.assert_allclose(data.train.x, scaler.transform(x_train), atol=1e-5)
+    np.testing.assert_allclose(data.test.x, scaler.transform(x_test), atol=1e-5)
+    np.testing.assert_array_equal(data.train.y, y_train)
+    np.testing.assert_array_equal(data.test.y, y_test)
+
+
+def test_dense_network_reaches_97_percent_on_each_task():
+    data = moons_circles()
+    model = MLP((4, 32, 32, 2))
+    config = TrainConfig(epochs=120, batch_size=64, optimizer=OptimizerRecipe(name="adam", learning_rate=1e-3), early_stopping_patience=30, log_every_epochs=0)
+    tx = make_optimizer(config.optimizer, 16, 120 * 16)
+    params, _ = init_variables(model, jax.random.PRNGKey(0), data.train.x[:1])
+    objective = objectives.sigmoid_tasks(2)
+    result = fit(create_train_state(params, tx), train_step_fn=make_train_step(model, tx, objective), eval_step_fn=make_eval_step(model, objective), train_data=data.train, eval_data=data.test, config=config)
+    assert min(result.final["test_accuracy"]) >= 0.97
+
+
+def small_config(**overrides):
+    base = dict(extension_level=2, seeds=(0, 1), epochs=6, patience=None, learning_rate=1e-2)
+    return ThesisConfig(**{**base, **overrides})
+
+
+def test_small_run_writes_every_output(tmp_path):
+    lines = []
+    summary = run_parallel_tasks(small_config(), tmp_path, log_fn=lines.append)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {(r["seed"], r["level"]) for r in rows} == {(s, level) for s in (0, 1) for level in range(3)}
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        assert len(row["accuracy"]) == 2
+        assert sum(row["edges"].values()) == 4 * 13 + 13 * 13 + 13 * 2
+        assert row["edges"]["active"] == row["active_weights"] <= row["weights_remaining"]
+    assert [r["weights_remaining"] for r in rows if r["seed"] == 0] == [247, 160, 112]
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    for seed in ("0", "1"):
+        assert {"split_level", "degradation_level", "category"} <= set(on_disk["seeds"][seed])
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["shape"] == [4, 13, 13, 2] and config["trajectory"] == [247, 160, 112]
+    for name in ("levels.png", "networks.png"):
+        image = matplotlib.image.imread(tmp_path / "figures" / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+        assert image[..., :3].std() > 0.01  # not a blank canvas
+    assert any(line.startswith("seed") and "level" in line for line in lines)
+
+
+def test_stop_rules(tmp_path):
+    # 4 weights cannot connect 4 inputs and 2 outputs through two hidden layers: the last level degrades
+    tiny = dict(extension_level=None, shape=(4, 6, 6, 2), levels=3, target=4, rate=None, seeds=(0,), epochs=2)
+    stopping = run_parallel_tasks(small_config(**tiny), tmp_path / "stop", log_fn=lambda line: None)["seeds"]["0"]
+    assert stopping["degradation_level"] is not None
+    assert stopping["levels_trained"] == stopping["degradation_level"] + 1
+    going_on = run_parallel_tasks(small_config(**tiny, stop_on_degradation=False), tmp_path / "go", log_fn=lambda line: None)["seeds"]["0"]
+    assert going_on["levels_trained"] == 4 and going_on["degradation_level"] == stopping["degradation_level"]
+    splitting = run_parallel_tasks(small_config(**tiny, stop_on_split=True), tmp_path / "split", log_fn=lambda line: None)["seeds"]["0"]
+    stops = [lvl for lvl in (splitting["split_level"], splitting["degradation_level"]) if lvl is not None]
+    assert splitting["levels_trained"] == min(stops) + 1
+
+
+def test_mnist_fashion_under_the_tfds_mock(tmp_path):
+    with tfds.testing.mock_data(num_examples=64):
+        config = ThesisConfig(dataset="mnist_fashion", extension_level=None, shape=(1568, 24, 12, 20), levels=2, target=300, rate=None,
+                              seeds=(0, 1), epochs=2, patience=None, batch_size=32, data_dir=str(tmp_path / "tfds"))
+        summary = run_parallel_tasks(config, tmp_path / "run", log_fn=lambda line: None)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(len(r["accuracy"]) == 2 for r in rows)
+    assert {r["weights_remaining"] for r in rows if r["level"] == 2} <= {300}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["coverage"] == "output"
+    assert (tmp_path / "run" / "figures" / "input_degree_seed0.png").stat().st_size > 1000
+    assert set(summary["seeds"]) == {"0", "1"}
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.parallel_tasks", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+
+
+def test_script_end_to_end(tmp_path):
+    proc = run_script(f"--workdir={tmp_path}", "--extension_level=1", "--seeds=0,1", "--epochs=3", "--patience=0")
+    assert proc.returncode == 0, proc.stderr
+    assert "status" in proc.stdout and "seed 1:" in proc.stdout
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "figures" / "networks.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dataset=cifar"], "flag --dataset=cifar: value should be one of"),
+        (["--shape=4,8,3", "--levels=2", "--target=10"], "error: shape=(4, 8, 3) does not fit the data: it needs 4 inputs and 2 outputs"),
+        (["--rate=1.5"], "--rate must be in the open interval (0, 1)"),
+        (["--seeds="], "error: --seeds='' names no seed"),
+        (["--seeds=0,x"], "error: '0,x' is not a comma-separated list of integers"),
+        (["--levels=3"], "error: --levels and --target need --shape"),
+        (["--dataset=mnist", "--shape=784,30,10", "--levels=1", "--target=100", "--data_dir=/nonexistent"], "error: TFDS dataset 'mnist' is not prepared"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, message):
+    proc = run_script(f"--workdir={tmp_path}", "--epochs=1", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sweeps_and_their_report(tmp_path):
+    for grid, args in (("e1", ["--extension_levels=0-1"]), ("e4", ["--widths=31", "--level_counts=1,2"])):
+        proc = subprocess.run(
+            [sys.executable, "-m", "experiments.thesis_sweep", f"--grid={grid}", f"--workdir={tmp_path / grid}", "--seeds=0", "--epochs=2", *args],
+            cwd=REPO, capture_output=True, text=True, timeout=300, env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        )
+        assert proc.returncode == 0, proc.stderr
+        rows = [json.loads(line) for line in (tmp_path / grid / "sweep.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and all(r["category"] in ("Separated", "Separated-Degraded", "Degraded", "Interconnected") for r in rows)
+        figure = tmp_path / grid / "figures" / ("split_grid.png" if grid == "e4" else "categories.png")
+        assert matplotlib.image.imread(figure).shape[0] > 100
+        assert "| point | seed | category" in (tmp_path / grid / "report.md").read_text()
+    e4 = [json.loads(line) for line in (tmp_path / "e4" / "sweep.jsonl").read_text().splitlines()]
+    assert [(r["x"], r["y"]) for r in e4] == [(1, 31), (2, 31)]
+    config = json.loads((tmp_path / "e4" / "w31_L02" / "config.json").read_text())
+    assert config["trajectory"][-1] == 112 and len(config["trajectory"]) == 3
