@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiments import cli
+from experiments import cli, thesis_flags
 from lth_jax.data.tasks import TASK_DATASETS
 from lth_jax.thesis import ThesisConfig, run_parallel_tasks
 
@@ -34,30 +34,20 @@ flags.DEFINE_string("shape", "", "Explicit MLP layer sizes, pruned along two of 
 flags.DEFINE_float("rate", 0.32, "Pruning rate per level, in (0, 1) (also the extension's rate).")
 flags.DEFINE_integer("levels", None, "Pruning levels (with --shape).", lower_bound=0)
 flags.DEFINE_integer("target", None, "Weights left after the last level (with --shape).", lower_bound=1)
-flags.DEFINE_string("seeds", "0,1,2,3", "Comma-separated seeds, trained at once.")
-flags.DEFINE_integer("epochs", 3000, "Maximum epochs per level.", lower_bound=1)
-flags.DEFINE_integer("patience", 30, "Early-stopping patience (0: train all epochs).", lower_bound=0)
-flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_enum("coverage", "auto", ["auto", "total", "output"], "Coverage rule (auto: output for mnist_fashion).")
 flags.DEFINE_bool("stop_on_degradation", True, "Stop a seed when its ticket degrades.")
 flags.DEFINE_bool("stop_on_split", False, "Stop a seed when its ticket splits.")
 flags.DEFINE_float("validation_split", 0.0, "Fraction of the train set held out for early stopping (0: the test set).")
 flags.DEFINE_integer("data_seed", 0, "Seed of the synthetic data and of the epoch order.")
-flags.DEFINE_bool("vmap", True, "Train all seeds in one vmapped program (else one after the other).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (MNIST datasets).")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare missing datasets.")
 flags.DEFINE_integer("log_every_epochs", 0, "Print a progress line every this many epochs (0: levels only).", lower_bound=0)
 
 flags.register_validator("rate", lambda r: 0.0 < r < 1.0, message="--rate must be in the open interval (0, 1)")
-flags.register_validator("learning_rate", lambda r: r > 0, message="--learning_rate must be > 0")
 flags.register_validator("validation_split", lambda v: 0.0 <= v < 1.0, message="--validation_split must be in [0, 1)")
 
 
 def config_from_flags() -> ThesisConfig:
-    seeds = cli.int_list(FLAGS.seeds)
-    if not seeds:
-        raise ValueError(f"--seeds={FLAGS.seeds!r} names no seed")
     shape = tuple(cli.int_list(FLAGS.shape)) if FLAGS.shape else None
     if shape is None and (FLAGS.levels is not None or FLAGS.target is not None):
         raise ValueError("--levels and --target need --shape (the network extension fixes the trajectory)")
@@ -75,17 +65,12 @@ def config_from_flags() -> ThesisConfig:
         rate=rate,
         levels=FLAGS.levels,
         target=FLAGS.target,
-        seeds=tuple(seeds),
-        epochs=FLAGS.epochs,
-        patience=FLAGS.patience or None,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
+        **thesis_flags.training(),
         coverage=None if FLAGS.coverage == "auto" else FLAGS.coverage,
         stop_on_degradation=FLAGS.stop_on_degradation,
         stop_on_split=FLAGS.stop_on_split,
         validation_split=FLAGS.validation_split,
         data_seed=FLAGS.data_seed,
-        vmap=FLAGS.vmap,
         data_dir=FLAGS.data_dir,
         download=FLAGS.download,
         log_every_epochs=FLAGS.log_every_epochs,

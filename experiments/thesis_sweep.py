@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiments import cli
+from experiments import cli, thesis_flags
 from lth_jax.thesis import GRIDS, ThesisConfig, run_sweep, sweep_report
 
 FLAGS = flags.FLAGS
@@ -25,12 +25,6 @@ flags.DEFINE_string("extension_levels", "", "E1-E3: extension levels, e.g. 0-25 
 flags.DEFINE_string("widths", "", "E4: widths (default 31,38,48,57).")
 flags.DEFINE_string("level_counts", "", "E4: numbers of levels (default 1-10).")
 flags.DEFINE_integer("target", None, "E4: weights after the last level (default 112).", lower_bound=1)
-flags.DEFINE_string("seeds", "0,1,2,3", "Seeds of every point, trained at once.")
-flags.DEFINE_integer("epochs", 3000, "Maximum epochs per level.", lower_bound=1)
-flags.DEFINE_integer("patience", 30, "Early-stopping patience (0: off).", lower_bound=0)
-flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_bool("vmap", True, "Train the seeds of a point in one vmapped program.")
 flags.DEFINE_bool("report_only", False, "Only draw the report of an existing sweep.")
 flags.mark_flag_as_required("workdir")
 
@@ -50,17 +44,7 @@ def int_range(text: str) -> list[int] | None:
 def main(argv):
     del argv
     if not FLAGS.report_only:
-        seeds = cli.int_list(FLAGS.seeds)
-        if not seeds:
-            raise ValueError(f"--seeds={FLAGS.seeds!r} names no seed")
-        base = ThesisConfig(
-            seeds=tuple(seeds),
-            epochs=FLAGS.epochs,
-            patience=FLAGS.patience or None,
-            batch_size=FLAGS.batch_size,
-            learning_rate=FLAGS.learning_rate,
-            vmap=FLAGS.vmap,
-        )
+        base = ThesisConfig(**thesis_flags.training())
         narrow = {"extension_levels": int_range(FLAGS.extension_levels)} if FLAGS.grid != "e4" else {
             "widths": int_range(FLAGS.widths), "level_counts": int_range(FLAGS.level_counts), "target": FLAGS.target}
         run_sweep(FLAGS.grid, base, FLAGS.workdir, **narrow)

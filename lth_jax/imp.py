@@ -38,6 +38,7 @@ from lth_jax.checkpoint import StateCheckpointer, Ticket, is_ticket, load_ticket
 from lth_jax.objectives import Objective
 from lth_jax.optim import make_optimizer
 from lth_jax.results import read_json, write_json, write_jsonl
+from lth_jax.trainers import ReplicaRun, SequentialTrainer, VmapTrainer
 from lth_jax.trajectory import rate_for_target, trajectory
 from lth_jax.train import (
     FitProgress,
@@ -335,7 +336,6 @@ def run_imp_seeds(
 
 def _run(replicas, vmap, model, objective, train_data, eval_data, config, plan, rewind, level_callback,
          on_level_start, prunable, mesh, preprocess, ticket_info, hooks, eval_name, log_fn) -> list[ImpResult]:
-    from lth_jax.trainers import SequentialTrainer, VmapTrainer
 
     example_x = next(iter(train_data.batches(config.batch_size)))["x"][:1]
     for rep in replicas:
@@ -450,18 +450,19 @@ def _train_level(pending, level, trainer, config, rewind_step, hooks, tag, eval_
         return None if checkpointer is None else (lambda s, p: checkpointer.save(s, p.to_dict()))
 
     started = time.perf_counter()
-    results = trainer.fit(
-        [p[1] for p in pending],
-        data_seeds=[(config.data_seed, rep.seed) for rep, *_ in pending],
-        progresses=[p[2] for p in pending],
-        rewind_step=rewind_step if level == 0 else None,
-        on_rewind=[save_rewind(rep) for rep, *_ in pending],
-        checkpoint_fns=[checkpoint(p[5]) for p in pending],
-        hooks=[[_with_context(hook, level, rep.seed) for hook in hooks] for rep, *_ in pending],
-        log_prefixes=[tag(rep, level) for rep, *_ in pending],
-        eval_name=eval_name,
-        log_fn=log_fn,
-    )
+    runs = [
+        ReplicaRun(
+            state=state,
+            data_seed=(config.data_seed, rep.seed),
+            progress=progress,
+            on_rewind=save_rewind(rep),
+            checkpoint_fn=checkpoint(checkpointer),
+            hooks=[_with_context(hook, level, rep.seed) for hook in hooks],
+            log_prefix=tag(rep, level),
+        )
+        for rep, state, progress, _, _, checkpointer in pending
+    ]
+    results = trainer.fit(runs, rewind_step=rewind_step if level == 0 else None, eval_name=eval_name, log_fn=log_fn)
     seconds = (time.perf_counter() - started) / len(pending)
     for (rep, _, _, mask, weights_remaining, checkpointer), result in zip(pending, results):
         level_dir = rep.level_dir(level)

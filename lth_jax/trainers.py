@@ -18,9 +18,10 @@ and checkpoints. The IMP engine uses either.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,9 +48,22 @@ from lth_jax.train import (
     wants_log,
 )
 
-__all__ = ["SequentialTrainer", "VmapTrainer"]
+__all__ = ["ReplicaRun", "SequentialTrainer", "VmapTrainer"]
 
 Hook = Callable[[TrainState, dict], None]
+
+
+@dataclasses.dataclass
+class ReplicaRun:
+    """One replica's part of a level: its start state and what ``fit`` needs for it."""
+
+    state: TrainState
+    data_seed: Any = 0
+    progress: FitProgress | None = None
+    on_rewind: Callable[[RewindState], None] | None = None
+    checkpoint_fn: Callable[[TrainState, FitProgress], None] | None = None
+    hooks: Sequence[Hook] = ()
+    log_prefix: str = ""
 
 
 class SequentialTrainer:
@@ -60,41 +74,28 @@ class SequentialTrainer:
         self.train_step = make_train_step(model, tx, objective, mesh=mesh, preprocess=preprocess, donate=True, mask_forward=mask_forward)
         self.eval_step = make_eval_step(model, objective, mesh=mesh, preprocess=preprocess)
 
-    def fit(
-        self,
-        states: Sequence[TrainState],
-        *,
-        data_seeds: Sequence,
-        progresses: Sequence[FitProgress | None],
-        rewind_step: int | None = None,
-        on_rewind: Sequence[Callable[[RewindState], None] | None] | None = None,
-        checkpoint_fns: Sequence[Callable | None] | None = None,
-        hooks: Sequence[Sequence[Hook]] | None = None,
-        log_prefixes: Sequence[str] | None = None,
-        eval_name: str = "test",
-        log_fn: Callable[[str], None] = print,
-    ) -> list[FitResult]:
-        n = len(states)
+    def fit(self, runs: Sequence[ReplicaRun], *, rewind_step: int | None = None, eval_name: str = "test", log_fn=print) -> list[FitResult]:
+        """Train every replica from its state to the end of the schedule (``rewind_step``: capture there)."""
         return [
             fit(
-                states[r],
+                run.state,
                 train_step_fn=self.train_step,
                 eval_step_fn=self.eval_step,
                 train_data=self.train_data,
                 eval_data=self.eval_data,
                 config=self.config,
                 mesh=self.mesh,
-                data_seed=data_seeds[r],
+                data_seed=run.data_seed,
                 rewind_step=rewind_step,
-                on_rewind=(on_rewind or [None] * n)[r],
-                hooks=(hooks or [()] * n)[r],
-                checkpoint_fn=(checkpoint_fns or [None] * n)[r],
-                progress=progresses[r],
+                on_rewind=run.on_rewind,
+                hooks=run.hooks,
+                checkpoint_fn=run.checkpoint_fn,
+                progress=run.progress,
                 eval_name=eval_name,
-                log_prefix=(log_prefixes or [""] * n)[r],
+                log_prefix=run.log_prefix,
                 log_fn=log_fn,
             )
-            for r in range(n)
+            for run in runs
         ]
 
 
@@ -158,26 +159,12 @@ class VmapTrainer:
 
         self._epoch = jax.jit(epoch, donate_argnums=(0,))
 
-    def fit(
-        self,
-        states: Sequence[TrainState],
-        *,
-        data_seeds: Sequence,
-        progresses: Sequence[FitProgress | None],
-        rewind_step: int | None = None,
-        on_rewind: Sequence[Callable[[RewindState], None] | None] | None = None,
-        checkpoint_fns: Sequence[Callable | None] | None = None,
-        hooks: Sequence[Sequence[Hook]] | None = None,
-        log_prefixes: Sequence[str] | None = None,
-        eval_name: str = "test",
-        log_fn: Callable[[str], None] = print,
-    ) -> list[FitResult]:
+    def fit(self, runs: Sequence[ReplicaRun], *, rewind_step: int | None = None, eval_name: str = "test", log_fn=print) -> list[FitResult]:
+        """Train all replicas together to the end of the schedule (``rewind_step``: capture there)."""
         config, spe, total = self.config, self.steps_per_epoch, self.total_steps
-        n = len(states)
-        progresses = [FitProgress() if p is None else p for p in progresses]
-        hooks = hooks or [()] * n
-        checkpoint_fns = checkpoint_fns or [None] * n
-        log_prefixes = log_prefixes or [""] * n
+        n = len(runs)
+        states = [run.state for run in runs]
+        progresses = [FitProgress() if run.progress is None else run.progress for run in runs]
         steps = [int(s.step) for s in states]
         for r, step in enumerate(steps):
             if step > total:
@@ -195,8 +182,8 @@ class VmapTrainer:
 
         def capture(r: int, state_r) -> None:
             rewinds[r] = RewindState(int(state_r.step), *jax.device_get((state_r.params, state_r.batch_stats)))
-            if on_rewind and on_rewind[r] is not None:
-                on_rewind[r](rewinds[r])
+            if runs[r].on_rewind is not None:
+                runs[r].on_rewind(rewinds[r])
 
         for r in range(n):
             if rewind_step is not None and steps[r] == rewind_step:
@@ -213,7 +200,7 @@ class VmapTrainer:
             for r in range(n):
                 if running[r] and steps[r] // spe == epoch:
                     indices[r], weights[r] = self.train_data.epoch_indices(
-                        config.batch_size, seed=data_seeds[r], epoch=epoch, drop_remainder=config.drop_remainder
+                        config.batch_size, seed=runs[r].data_seed, epoch=epoch, drop_remainder=config.drop_remainder
                     )
                     active[r] = np.arange(epoch * spe, (epoch + 1) * spe) >= steps[r]
             started = time.perf_counter()
@@ -232,10 +219,12 @@ class VmapTrainer:
                 eval_metrics = averages(_unstack(eval_sums, r), eval_name) if evaluated else None
                 close_epoch(progresses[r], record, config, eval_metrics=eval_metrics, eval_name=eval_name, total_steps=total)
                 if wants_log(config, epoch + 1, steps[r], total):
-                    log_fn(format_record(record, log_prefixes[r]))
+                    log_fn(format_record(record, runs[r].log_prefix))
             checkpoint_due = clock.due(epoch + 1)
-            needs_states = (rewind_step is not None and (epoch + 1) * spe == rewind_step) or any(hooks) or (
-                checkpoint_due and any(checkpoint_fns)
+            needs_states = (
+                (rewind_step is not None and (epoch + 1) * spe == rewind_step)
+                or any(run.hooks for run in runs)
+                or (checkpoint_due and any(run.checkpoint_fn for run in runs))
             )
             if needs_states:
                 unstacked = [_unstack(stacked, r) for r in range(n)]
@@ -244,9 +233,9 @@ class VmapTrainer:
                     continue
                 if rewind_step is not None and steps[r] == rewind_step:
                     capture(r, unstacked[r])
-                if checkpoint_due and checkpoint_fns[r] is not None and steps[r] < total and not progresses[r].stopped_early:
-                    checkpoint_fns[r](unstacked[r], progresses[r])
-                for hook in hooks[r]:
+                if checkpoint_due and runs[r].checkpoint_fn is not None and steps[r] < total and not progresses[r].stopped_early:
+                    runs[r].checkpoint_fn(unstacked[r], progresses[r])
+                for hook in runs[r].hooks:
                     hook(unstacked[r], progresses[r].history[-1])
             if checkpoint_due:
                 clock.mark()
