@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_masked_step.py
 	$(PY) benchmarks/bench_structure.py
 	$(PY) benchmarks/bench_parallel_tasks.py
+	$(PY) benchmarks/bench_train_step.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

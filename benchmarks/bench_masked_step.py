@@ -18,63 +18,17 @@ import argparse
 import os
 import sys
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, interleaved, machine  # noqa: E402
+from common import emit, interleaved, machine, unmasked_step_fn  # noqa: E402
 
 from lth_jax import masks, objectives  # noqa: E402
-from lth_jax.models import MLP  # noqa: E402
-from lth_jax.optim import OptimizerRecipe, learning_rate_schedule, make_optimizer, scale_by_learning_rate_at_step  # noqa: E402
-from lth_jax.train import create_train_state, init_variables, make_train_step, model_apply  # noqa: E402
-
-
-class SmallConv(nn.Module):
-    """Conv-2 of Frankle & Carbin (2019): two 3x3 convs of 64, max-pool, dense 256-256-10."""
-
-    num_classes: int = 10
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = nn.relu(nn.Conv(64, (3, 3))(x))
-        x = nn.relu(nn.Conv(64, (3, 3))(x))
-        x = nn.max_pool(x, (2, 2), (2, 2)).reshape(x.shape[0], -1)
-        x = nn.relu(nn.Dense(256)(x))
-        x = nn.relu(nn.Dense(256)(x))
-        return nn.Dense(self.num_classes)(x)
-
-
-def unmasked_step_fn(model, objective, recipe, steps):
-    """The reference: ``lth_jax.train.train_step`` with every mask operation taken out
-    (same randomness, weighted loss, metric sums and optimizer chain)."""
-    schedule = learning_rate_schedule(recipe, 1, steps)
-    tx = optax.chain(
-        optax.add_decayed_weights(recipe.weight_decay),
-        optax.trace(decay=recipe.momentum),
-        scale_by_learning_rate_at_step(schedule),
-    )
-
-    @jax.jit
-    def step(params, opt_state, step, batch):
-        _, dropout_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), step))
-        weight = jnp.ones(batch["y"].shape[0], jnp.float32)
-
-        def loss_fn(p):
-            logits, _ = model_apply(model, p, {}, batch["x"], train=True, rng=dropout_key)
-            per_example = objective.loss(logits, batch["y"])
-            return jnp.sum(per_example * weight) / jnp.sum(weight), (logits, per_example)
-
-        (_, (logits, per_example)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params, step=step)
-        sums = {"loss": jnp.sum(per_example * weight), "count": jnp.sum(weight)}
-        sums["accuracy"] = jnp.sum((jnp.argmax(logits, -1) == batch["y"]) * weight)
-        return optax.apply_updates(params, updates), opt_state, step + 1, sums
-
-    return tx, step
+from lth_jax.models import get_model  # noqa: E402
+from lth_jax.optim import OptimizerRecipe, make_optimizer  # noqa: E402
+from lth_jax.train import create_train_state, init_variables, make_train_step  # noqa: E402
 
 
 def bench(name, model, x, y, repeats, steps):
@@ -89,7 +43,7 @@ def bench(name, model, x, y, repeats, steps):
     state = [create_train_state(params, tx, mask=mask)]
     fast_state = [create_train_state(params, tx, mask=mask)]
     plain_tx, plain_step = unmasked_step_fn(model, objective, recipe, steps)
-    plain = [params, plain_tx.init(params), jnp.asarray(0, jnp.int32)]
+    plain = [params, {}, plain_tx.init(params), jnp.asarray(0, jnp.int32)]
 
     def runner(step_fn, holder):
         def run():
@@ -102,11 +56,11 @@ def bench(name, model, x, y, repeats, steps):
         return run
 
     def run_plain():
-        p, o, k = plain
+        p, b, o, k = plain
         for _ in range(steps):
-            p, o, k, sums = plain_step(p, o, k, batch)
+            p, b, o, k, sums = plain_step(p, b, o, k, batch)
         jax.block_until_ready(p)
-        plain[:] = [p, o, k]
+        plain[:] = [p, b, o, k]
 
     t = interleaved(
         {"masked": runner(masked_step, state), "masked_fast": runner(fast_step, fast_state), "unmasked": run_plain},
@@ -136,10 +90,10 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((128, 784)).astype(np.float32)
     y = rng.integers(0, 10, 128).astype(np.int32)
-    bench("lenet_300_100 (MLP 784-300-100-10)", MLP((784, 300, 100, 10)), x, y, args.repeats, args.steps)
+    bench("lenet_300_100 (MLP 784-300-100-10)", get_model("lenet_300_100", 10), x, y, args.repeats, args.steps)
     x = rng.standard_normal((32, 16, 16, 3)).astype(np.float32)
     y = rng.integers(0, 10, 32).astype(np.int32)
-    bench("conv2 (16x16x3)", SmallConv(), x, y, args.repeats, max(5, args.steps // 5))
+    bench("conv2 (16x16x3)", get_model("conv_2", 10), x, y, args.repeats, max(5, args.steps // 5))
 
 
 if __name__ == "__main__":

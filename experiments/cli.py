@@ -14,18 +14,27 @@ __all__ = ["run", "write_config", "int_list"]
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-    """``absl.app.run(main)``, with a user mistake (``ValueError``, missing file)
-    reported as one line on stderr and exit status 1 instead of a traceback."""
+    """``absl.app.run(main)``, with a user mistake (``ValueError``, a missing file, a
+    bad flag or config override) reported as one line on stderr and exit status 1
+    instead of a traceback."""
 
     def guarded(argv):
         if not flags.FLAGS["verbosity"].present:  # library info logs (orbax) only on --verbosity=0
             logging.set_verbosity(logging.WARNING)
         try:
             main(argv)
-        except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"error: {e}")
+        except (ValueError, OSError) as e:  # OSError: missing files, a config file that does not load
+            sys.exit("error: " + " ".join(str(e).split()))
 
-    app.run(guarded)
+    def parse_flags(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            sys.exit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on flags.")
+        except AttributeError as e:  # a --config.x.y override naming a field the config does not have
+            sys.exit(f"error: a --config override names a field the config does not have: {e}")
+
+    app.run(guarded, flags_parser=parse_flags)
 
 
 def write_config(workdir: str | Path, extra: dict | None = None) -> None:

@@ -336,7 +336,7 @@ def run_imp_seeds(
 
 def _run(replicas, vmap, model, objective, train_data, eval_data, config, plan, rewind, level_callback,
          on_level_start, prunable, mesh, preprocess, ticket_info, hooks, eval_name, log_fn) -> list[ImpResult]:
-
+    """The level loop of :func:`run_imp` and :func:`run_imp_seeds` over replicas (seeds)."""
     example_x = next(iter(train_data.batches(config.batch_size)))["x"][:1]
     for rep in replicas:
         rep.params0, rep.batch_stats0 = init_variables(model, jax.random.PRNGKey(rep.seed), example_x)
@@ -355,14 +355,13 @@ def _run(replicas, vmap, model, objective, train_data, eval_data, config, plan, 
         raise ValueError(f"rewind step {rewind!r} = {rewind_step} steps is past the end of training ({total_steps} steps)")
     if vmap and rewind_step % steps_per_epoch:
         raise ValueError(f"rewind step {rewind!r} is not at an epoch boundary; vmapped seeds rewind to the end of an epoch")
+    settings = {rep.seed: _settings(model, objective, config, plan, rewind, rep.seed, prunable) for rep in replicas}
+    for rep in replicas:  # check every seed before writing anything
+        if rep.workdir is not None:
+            _check_resume(rep.workdir, settings[rep.seed], counts)
     for rep in replicas:
         if rep.workdir is not None:
-            settings = _settings(model, objective, config, plan, rewind, rep.seed, prunable)
-            _check_resume(rep.workdir, settings, counts)
-    for rep in replicas:
-        if rep.workdir is not None:
-            settings = _settings(model, objective, config, plan, rewind, rep.seed, prunable)
-            write_json(rep.workdir / "imp.json", {"settings": settings, "trajectory": counts, "rewind_step": rewind_step})
+            write_json(rep.workdir / "imp.json", {"settings": settings[rep.seed], "trajectory": counts, "rewind_step": rewind_step})
         rep.rewind = _load_rewind(rep.workdir, rep.params0, rep.batch_stats0)
 
     tx = make_optimizer(config.optimizer, steps_per_epoch, total_steps)
@@ -377,7 +376,7 @@ def _run(replicas, vmap, model, objective, train_data, eval_data, config, plan, 
     tag = (lambda rep, level: f"seed {rep.seed} level {level:>2d}") if len(replicas) > 1 else (lambda rep, level: f"level {level:>2d}")
 
     active = list(replicas)
-    for level, weights in enumerate(counts):
+    for level in range(len(counts)):
         pending = []  # (replica, state, progress, mask, weights remaining, checkpointer)
         for rep in active:
             level_dir = rep.level_dir(level)

@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 
-__all__ = ["DATA_AXIS", "data_mesh", "replicated", "batch_sharding", "put_replicated", "put_batch", "check_batch_size"]
+__all__ = ["DATA_AXIS", "data_mesh", "replicated", "batch_sharding", "put_replicated", "put_batch", "shard_kwargs", "check_batch_size"]
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -51,6 +51,14 @@ def put_replicated(tree: Any, mesh: Mesh, *, copy: bool = False) -> Any:
     result to a jitted step, so that the caller's arrays survive).
     """
     return jax.device_put(tree, replicated(mesh), may_alias=False if copy else None)
+
+
+def shard_kwargs() -> dict:
+    """``{"shard": (process_index, process_count)}`` for a dataset's ``batches`` when
+    several processes feed one global batch; ``{}`` with one process."""
+    if jax.process_count() == 1:
+        return {}
+    return {"shard": (jax.process_index(), jax.process_count())}
 
 
 def put_batch(batch: dict, mesh: Mesh) -> dict:

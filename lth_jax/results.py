@@ -29,7 +29,14 @@ def _json_default(value):
 
 
 def _write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file in the same directory, then rename over ``path``."""
+    """Write to a temporary file in the same directory, then rename over ``path``.
+
+    With several JAX processes (multi-host), only process 0 writes.
+    """
+    import jax
+
+    if jax.process_index() != 0:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -7,19 +7,58 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["ArrayDataset", "TaskData", "standardize"]
+__all__ = ["ArrayDataset", "TaskData", "standardize", "epoch_order", "steps_per_epoch", "local_rows"]
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches per epoch of ``n`` examples (a partial last batch counts unless dropped)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    if drop_remainder and batch_size > n:
+        raise ValueError(f"batch_size={batch_size} is larger than the {n} examples and drop_remainder is set")
+    return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
+def epoch_order(n: int, batch_size: int, *, seed=None, epoch: int = 0, drop_remainder: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The example indices ``[steps, batch_size]`` of epoch ``epoch`` and their weights.
+
+    Shuffled by ``numpy.random.default_rng([*seed, epoch])`` when ``seed`` (an int or
+    a sequence of ints) is given; a partial last batch is padded with index 0 at
+    weight 0. The order depends only on the seed and the epoch.
+    """
+    steps = steps_per_epoch(n, batch_size, drop_remainder)
+    if seed is None:
+        order = np.arange(n)
+    else:
+        seed = [int(seed)] if np.ndim(seed) == 0 else [int(s) for s in seed]
+        order = np.random.default_rng(seed + [int(epoch)]).permutation(n)
+    order = order[: steps * batch_size]
+    weights = np.zeros(steps * batch_size, np.float32)
+    weights[: len(order)] = 1.0
+    indices = np.zeros(steps * batch_size, np.int64)
+    indices[: len(order)] = order
+    return indices.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+
+
+def local_rows(batch_size: int, shard: tuple[int, int]) -> slice:
+    """The rows of a global batch that process ``shard[0]`` of ``shard[1]`` feeds."""
+    index, count = shard
+    if batch_size % count:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the {count} processes")
+    local = batch_size // count
+    return slice(index * local, (index + 1) * local)
 
 
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
     """Inputs ``x`` and labels ``y`` (leading axis = examples), held in host memory.
 
-    ``batches`` yields dicts ``{'x', 'y', 'weight'}`` of a fixed batch size. The
-    order of epoch ``e`` is a permutation drawn from ``numpy.random.default_rng([*seed, e])``:
-    it depends only on the seed and the epoch, so a run resumed at any step sees
-    the same batches as an uninterrupted one. A final partial batch is padded to
-    the batch size with weight-0 examples (one compiled shape; exact means), or
-    dropped with ``drop_remainder=True``.
+    ``batches`` yields dicts ``{'x', 'y', 'weight'}`` of a fixed batch size in the
+    order of :func:`epoch_order`: a run resumed at any step sees the same batches
+    as an uninterrupted one. A final partial batch is padded to the batch size
+    with weight-0 examples (one compiled shape; exact means), or dropped with
+    ``drop_remainder=True``. With ``shard=(i, n)`` each batch is process ``i``'s
+    rows of the global batch (multi-host).
     """
 
     x: np.ndarray
@@ -35,35 +74,11 @@ class ArrayDataset:
         return len(self.x)
 
     def steps_per_epoch(self, batch_size: int, drop_remainder: bool = False) -> int:
-        n = len(self)
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be >= 1")
-        if drop_remainder and batch_size > n:
-            raise ValueError(f"batch_size={batch_size} is larger than the {n} examples and drop_remainder is set")
-        return n // batch_size if drop_remainder else -(-n // batch_size)
+        return steps_per_epoch(len(self), batch_size, drop_remainder)
 
-    def epoch_indices(
-        self, batch_size: int, *, seed=None, epoch: int = 0, drop_remainder: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The example indices ``[steps, batch_size]`` and weights of epoch ``epoch``.
-
-        Shuffled by ``numpy.random.default_rng([*seed, epoch])`` when ``seed`` (an int
-        or a sequence of ints) is given; a partial last batch is padded with index 0
-        at weight 0.
-        """
-        n = len(self)
-        steps = self.steps_per_epoch(batch_size, drop_remainder)
-        if seed is None:
-            order = np.arange(n)
-        else:
-            seed = [int(seed)] if np.ndim(seed) == 0 else [int(s) for s in seed]
-            order = np.random.default_rng(seed + [int(epoch)]).permutation(n)
-        order = order[: steps * batch_size]
-        weights = np.zeros(steps * batch_size, np.float32)
-        weights[: len(order)] = 1.0
-        indices = np.zeros(steps * batch_size, np.int64)
-        indices[: len(order)] = order
-        return indices.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+    def epoch_indices(self, batch_size: int, *, seed=None, epoch: int = 0, drop_remainder: bool = False):
+        """See :func:`epoch_order`."""
+        return epoch_order(len(self), batch_size, seed=seed, epoch=epoch, drop_remainder=drop_remainder)
 
     def batches(
         self,
@@ -73,10 +88,12 @@ class ArrayDataset:
         epoch: int = 0,
         start: int = 0,
         drop_remainder: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[dict]:
         """Batches ``start, start+1, ...`` of epoch ``epoch``; shuffled when ``seed`` is given."""
         indices, weights = self.epoch_indices(batch_size, seed=seed, epoch=epoch, drop_remainder=drop_remainder)
-        for idx, weight in zip(indices[start:], weights[start:]):
+        rows = local_rows(batch_size, shard)
+        for idx, weight in zip(indices[start:, rows], weights[start:, rows]):
             yield {"x": self.x[idx], "y": self.y[idx], "weight": weight}
 
     def split(self, fraction: float, seed: int = 0) -> tuple["ArrayDataset", "ArrayDataset"]:

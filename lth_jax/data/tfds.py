@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["read_split", "prepare_hint"]
+__all__ = ["open_source", "read_split", "prepare_hint"]
 
 
 def prepare_hint(name: str) -> str:
     return f"prepare it with `tfds build {name} --file_format=array_record` (needs TensorFlow once), or pass --download"
 
 
-def _open(name: str, split: str, data_dir: str | None, download: bool):
+def open_source(name: str, split: str, data_dir: str | None = None, download: bool = False):
+    """``tfds.data_source(...)`` with one-line errors for unknown or unprepared datasets."""
     import tensorflow_datasets as tfds
 
     try:
@@ -42,7 +43,7 @@ def read_split(
     name: str, split: str, *, data_dir: str | None = None, download: bool = False, features=("image", "label")
 ) -> dict[str, np.ndarray]:
     """All records of ``name[split]`` as numpy arrays, one per feature."""
-    source = _open(name, split, data_dir, download)
+    source = open_source(name, split, data_dir, download)
     columns: dict[str, list] = {f: [] for f in features}
     for i in range(len(source)):
         record = source[i]

@@ -1,0 +1,1 @@
+"""ml_collections presets for experiments/find_ticket.py (``--config=experiments/configs/<name>.py``)."""

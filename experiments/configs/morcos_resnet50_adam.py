@@ -1,0 +1,15 @@
+"""Morcos et al. (NeurIPS 2019), ResNet50 on CIFAR-10 with Adam.
+
+SPEC §1.4 [repl]: Adam lr 3e-4 with the SGD recipe's 90 epochs and steps at 50,
+65, 80; otherwise as ``morcos_resnet50_sgd``.
+"""
+
+from experiments.configs import morcos_resnet50_sgd
+
+
+def get_config():
+    c = morcos_resnet50_sgd.get_config()
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 3e-4
+    c.optimizer.weight_decay = 0.0
+    return c

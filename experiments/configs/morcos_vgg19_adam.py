@@ -1,0 +1,16 @@
+"""Morcos et al. (NeurIPS 2019), VGG19 on CIFAR-10 with Adam (the optimizer-transfer recipe).
+
+SPEC §1.4 [repl]: Adam lr 3e-4 with the SGD recipe's epochs and steps (×0.1 at
+80 and 120 of 160), batch 512, no weight decay; pruning and rewinding as the
+SGD preset.
+"""
+
+from experiments.configs import morcos_vgg19_sgd
+
+
+def get_config():
+    c = morcos_vgg19_sgd.get_config()
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 3e-4
+    c.optimizer.weight_decay = 0.0
+    return c

@@ -1,0 +1,192 @@
+"""Image-classification experiments from an ml_collections config (SPEC Part 1).
+
+A config names a dataset, a model, a training recipe, a pruning plan and a
+rewind step; :func:`default_config` documents every field and
+``experiments/configs/*.py`` are the papers' presets. The helpers turn a config
+into the library's objects; :func:`find_ticket` runs IMP with late resetting
+and writes the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_dict
+
+from lth_jax import objectives
+from lth_jax.data.augment import image_preprocess
+from lth_jax.data.registry import ImageData, load_dataset
+from lth_jax.imp import PruningPlan, format_level, run_imp
+from lth_jax.models import get_model
+from lth_jax.optim import OptimizerRecipe
+from lth_jax.results import environment, write_json, write_jsonl
+from lth_jax.train import TrainConfig
+
+__all__ = [
+    "default_config",
+    "load_data",
+    "build_model",
+    "train_config",
+    "pruning_plan",
+    "preprocess_fn",
+    "ticket_info",
+    "metrics_row",
+    "find_ticket",
+]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every field of an image experiment, with Morcos et al.'s VGG19/CIFAR-10 values."""
+    c = ml_collections.ConfigDict()
+    c.dataset = "cifar10"  # see lth_jax.data.registry.dataset_names()
+    c.data_dir = config_dict.placeholder(str)  # TFDS data_dir (default ~/tensorflow_datasets)
+    c.download = False  # let TFDS download and prepare (needs internet and TensorFlow)
+    c.input_shape = (32, 32, 3)  # model input; gray 28×28 becomes 3-channel 32×32
+    c.model = "cifar_vgg_19"  # see lth_jax.models.model_names()
+    c.model_kwargs = ml_collections.ConfigDict()  # e.g. width_multiplier, stem
+    c.mixed_precision = False  # bf16 compute, float32 parameters (GPU/TPU)
+    c.augment = True  # random crop (padding crop_padding) and flip where the dataset allows it
+    c.crop_padding = 4
+    c.workers = 16  # threads reading streaming datasets
+    c.seed = 0  # initialization seed
+    c.rewind = "1ep"  # late resetting: int steps, "Nit" or "Nep"; 0 resets to the initialization
+    c.training = ml_collections.ConfigDict(
+        dict(
+            epochs=160,
+            batch_size=512,
+            drop_remainder=True,  # BatchNorm models: no padded examples in the statistics
+            data_seed=0,
+            eval_every_epochs=1,
+            early_stopping_patience=config_dict.placeholder(int),
+            log_every_epochs=1,
+            checkpoint_every_epochs=0,
+            checkpoint_every_seconds=600.0,
+        )
+    )
+    c.optimizer = ml_collections.ConfigDict(
+        dict(
+            name="sgd",
+            learning_rate=0.1,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=1e-4,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            schedule="step",
+            milestones=(80.0, 120.0),
+            gamma=0.1,
+            values=(),
+            warmup_epochs=0.0,
+        )
+    )
+    c.pruning = ml_collections.ConfigDict(
+        dict(
+            rate=0.2,
+            levels=30,
+            target=config_dict.placeholder(int),
+            scope="global",
+            exclude=(),  # regexes of prunable paths kept dense, e.g. ("^fc/",)
+        )
+    )
+    return c
+
+
+def load_data(c) -> ImageData:
+    return load_dataset(c.dataset, data_dir=c.data_dir, download=c.download, input_shape=tuple(c.input_shape), workers=c.workers)
+
+
+def build_model(c, num_classes: int):
+    dtype = jnp.bfloat16 if c.mixed_precision else jnp.float32
+    return get_model(c.model, num_classes, dtype=dtype, **dict(c.model_kwargs))
+
+
+def train_config(c) -> TrainConfig:
+    return TrainConfig(**dict(c.training), optimizer=OptimizerRecipe(**dict(c.optimizer)))
+
+
+def pruning_plan(c) -> PruningPlan:
+    p = c.pruning
+    return PruningPlan(rate=p.rate, levels=p.levels, target=p.target, scope=p.scope, exclude=tuple(p.exclude))
+
+
+def preprocess_fn(c, data: ImageData):
+    """Augmentation (in-memory data) and normalization inside the jitted step.
+    Streaming data is cropped and flipped on the host; the device normalizes."""
+    in_memory = not data.spec.streaming
+    return image_preprocess(
+        data.mean,
+        data.std,
+        crop_padding=c.crop_padding,
+        flip=data.spec.flip,
+        augment=bool(c.augment) and in_memory,
+        dtype=jnp.bfloat16 if c.mixed_precision else jnp.float32,
+    )
+
+
+def ticket_info(c, data: ImageData) -> dict:
+    """What ``ticket.json`` records about the source of a ticket."""
+    return {
+        "model": c.model,
+        "model_kwargs": dict(c.model_kwargs),
+        "dataset": c.dataset,
+        "classes": data.num_classes,
+        "input_shape": list(data.image_shape),
+        "optimizer": c.optimizer.name,
+    }
+
+
+def metrics_row(record: dict) -> dict:
+    """A ``metrics.jsonl`` row from a level record."""
+    keys = ("level", "weights_remaining", "fraction_remaining", "test_accuracy", "test_loss", "train_loss", "train_accuracy",
+            "examples_per_second", "stopped_early", "steps", "seconds")
+    return {**{k: record.get(k) for k in keys}, "epoch": record["epochs"]}
+
+
+def find_ticket(c, workdir: str | Path, *, log_fn: Callable[[str], None] = print) -> dict:
+    """IMP with late resetting on an image dataset; resumable. Returns the summary."""
+    workdir = Path(workdir)
+    data = load_data(c)
+    model = build_model(c, data.num_classes)
+    config, plan = train_config(c), pruning_plan(c)
+    if not (workdir / "config.json").exists():
+        write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
+    log_fn(f"{c.model} on {c.dataset} ({len(data.train)} train / {len(data.test)} test, input {tuple(data.image_shape)}), "
+           f"{plan.scope} pruning, rewind {c.rewind}")
+    rows: list[dict] = []
+
+    def on_level(result) -> None:
+        rows.append(metrics_row(result.record))
+        write_jsonl(workdir / "metrics.jsonl", rows)
+        log_fn(format_level(result.record))
+
+    result = run_imp(
+        model,
+        objectives.softmax_classification(),
+        data.train,
+        data.test,
+        config,
+        plan,
+        rewind=c.rewind,
+        seed=c.seed,
+        workdir=workdir,
+        level_callback=on_level,
+        preprocess=preprocess_fn(c, data),
+        ticket_info=ticket_info(c, data),
+        log_fn=log_fn,
+    )
+    summary = {
+        "model": c.model,
+        "dataset": c.dataset,
+        "trajectory": result.trajectory,
+        "levels_trained": len(result.records),
+        "dense_test_accuracy": result.records[0]["test_accuracy"],
+        "final": metrics_row(result.records[-1]),
+        "tickets": [f"level_{r['level']:02d}/ticket" for r in result.records],
+    }
+    write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
+    write_json(workdir / "summary.json", summary)
+    return summary

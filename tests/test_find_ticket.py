@@ -1,0 +1,110 @@
+"""experiments/find_ticket.py and lth_jax.recipes: presets, TFDS mock runs, offline digits, resume, errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import REPO
+from experiments.configs import digits_lenet, morcos_resnet50_adam, morcos_vgg19_adam, morcos_vgg19_sgd, openlth_cifar_resnet, openlth_cifar_vgg, openlth_mnist_lenet_300_100
+from lth_jax.checkpoint import load_ticket
+from lth_jax.recipes import find_ticket, pruning_plan, train_config
+
+
+def narrow_vgg(dataset):
+    c = morcos_vgg19_sgd.get_config()
+    c.dataset = dataset
+    c.model = "cifar_vgg_11"
+    c.model_kwargs.width_multiplier = 1 / 16
+    c.training.epochs = 2
+    c.training.batch_size = 8
+    c.training.log_every_epochs = 0
+    c.optimizer.milestones = (1.0,)
+    c.pruning.levels = 1
+    return c
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "fashion_mnist"])
+def test_narrow_vgg_two_levels_under_the_mock_and_resume(tmp_path, dataset):
+    c = narrow_vgg(dataset)
+    with tfds.testing.mock_data(num_examples=24):
+        summary = find_ticket(c, tmp_path, log_fn=lambda line: None)
+        records = {p: p.stat().st_mtime_ns for p in tmp_path.glob("level_*/record.json")}
+        lines = []
+        again = find_ticket(c, tmp_path, log_fn=lines.append)
+    assert summary["levels_trained"] == 2 and again == summary
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("level_*/record.json")} == records  # nothing retrained
+    assert not any("epoch" in line and "step" in line for line in lines)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["level"] for r in rows] == [0, 1]
+    for row in rows:
+        assert {"level", "fraction_remaining", "test_accuracy", "test_loss", "train_loss", "epoch", "examples_per_second"} <= set(row)
+    assert rows[1]["fraction_remaining"] == pytest.approx(0.8, abs=1e-4)
+    ticket = load_ticket(tmp_path / "level_01" / "ticket")
+    assert ticket.info["dataset"] == dataset and ticket.info["input_shape"] == [32, 32, 3] and ticket.info["rewind_step"] == 3
+    assert ticket.batch_stats  # BatchNorm statistics at the rewind step travel with the ticket
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["model"] == "cifar_vgg_11"
+
+
+def test_real_offline_digits_reach_90_percent_with_a_ticket_per_level(tmp_path):
+    c = digits_lenet.get_config()
+    c.training.epochs = 10
+    c.pruning.levels = 2
+    summary = find_ticket(c, tmp_path, log_fn=lambda line: None)
+    assert summary["dense_test_accuracy"] >= 0.90
+    for level in range(3):
+        assert (tmp_path / f"level_{level:02d}" / "ticket" / "ticket.json").exists()
+
+
+def test_presets_say_what_the_papers_say():
+    sgd = morcos_vgg19_sgd.get_config()
+    assert (sgd.model, sgd.dataset, sgd.rewind) == ("cifar_vgg_19", "cifar10", "1ep")
+    recipe = train_config(sgd)
+    assert (recipe.epochs, recipe.batch_size) == (160, 512)
+    assert (recipe.optimizer.name, recipe.optimizer.learning_rate, recipe.optimizer.momentum, recipe.optimizer.weight_decay) == ("sgd", 0.1, 0.9, 1e-4)
+    assert recipe.optimizer.milestones == (80.0, 120.0) and recipe.optimizer.gamma == 0.1
+    plan = pruning_plan(sgd)
+    assert plan.trajectory(10_000)[-1] == round(10_000 * 0.8**30) and plan.scope == "global"
+    adam = train_config(morcos_vgg19_adam.get_config()).optimizer
+    assert (adam.name, adam.learning_rate) == ("adam", 3e-4)
+    r50 = morcos_resnet50_adam.get_config()
+    assert r50.model == "resnet_50" and r50.model_kwargs.stem == "cifar" and r50.training.epochs == 90
+    assert tuple(r50.optimizer.milestones) == (50.0, 65.0, 80.0) and r50.optimizer.name == "adam"
+    assert openlth_cifar_vgg.get_config("19").model == "cifar_vgg_19" and openlth_cifar_vgg.get_config().training.batch_size == 128
+    assert openlth_cifar_resnet.get_config().model == "cifar_resnet_20"
+    lenet = openlth_mnist_lenet_300_100.get_config()
+    assert (lenet.training.epochs, lenet.optimizer.momentum, tuple(lenet.pruning.exclude)) == (40, 0.0, ("^fc/",))
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.find_ticket", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+
+
+def test_script_with_overrides(tmp_path):
+    proc = run_script("--config=experiments/configs/digits_conv2.py", f"--workdir={tmp_path}", "--config.training.epochs=1",
+                      "--config.pruning.levels=1", "--config.model_kwargs.width_multiplier=0.25")
+    assert proc.returncode == 0, proc.stderr
+    assert "level  1  weights" in proc.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["levels_trained"] == 2
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--config.dataset=cifar11"], "error: unknown dataset 'cifar11'; known datasets:"),
+        (["--config.model=vgg_19"], "error: unknown model 'vgg_19'; known models:"),
+        (["--config.dataset=cifar10", "--config.input_shape=(32,32,3)", "--config.data_dir=/nonexistent/tfds"],
+         "error: TFDS dataset 'cifar10' is not prepared in /nonexistent/tfds/cifar10/3.0.2: prepare it with `tfds build cifar10 --file_format=array_record`"),
+        (["--config.optimizer.name=rmsprop"], "error: optimizer name='rmsprop' is not one of sgd, adam, adamw"),
+        (["--config.model_kwargs.depth=3"], "error: a --config override names a field the config does not have: \"'depth'\""),
+        (["--config=experiments/configs/nope.py"], "error: Configuration is not available because of an earlier failure to load: Failed loading config file"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, message):
+    proc = run_script("--config=experiments/configs/digits_lenet.py", f"--workdir={tmp_path}", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
