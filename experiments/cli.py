@@ -10,7 +10,7 @@ from absl import app, flags, logging
 
 from lth_jax.results import environment, write_json
 
-__all__ = ["run", "write_config", "int_list"]
+__all__ = ["run", "write_config", "int_list", "define_data_flags", "apply_data_flags", "define_multihost_flags", "initialize_multihost"]
 
 
 def run(main: Callable[[list[str]], None]) -> None:
@@ -19,8 +19,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     instead of a traceback."""
 
     def guarded(argv):
-        if not flags.FLAGS["verbosity"].present:  # library info logs (orbax) only on --verbosity=0
-            logging.set_verbosity(logging.WARNING)
+        # Library logs (orbax's info lines, TFDS's warnings before a one-line error) only with --verbosity.
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.ERROR)
         try:
             main(argv)
         except (ValueError, OSError) as e:  # OSError: missing files, a config file that does not load
@@ -30,7 +31,7 @@ def run(main: Callable[[list[str]], None]) -> None:
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:
-            sys.exit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on flags.")
+            sys.exit(f"error: {' '.join(str(e).split())} (--helpshort lists the flags)")
         except AttributeError as e:  # a --config.x.y override naming a field the config does not have
             sys.exit(f"error: a --config override names a field the config does not have: {e}")
 
@@ -55,3 +56,42 @@ def int_list(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise ValueError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def define_data_flags() -> None:
+    """``--data_dir`` and ``--download``: where TFDS datasets are prepared, and whether
+    TFDS may download and prepare a missing one. Unset, they leave a config as it is."""
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the config's, else ~/tensorflow_datasets).")
+    flags.DEFINE_bool("download", None, "Let TFDS download and prepare missing datasets (needs internet and TensorFlow).")
+
+
+def apply_data_flags(*configs) -> None:
+    """Write ``--data_dir`` / ``--download``, where given, into image-experiment configs."""
+    for c in configs:
+        if c is None:
+            continue
+        if flags.FLAGS.data_dir is not None:
+            c.data_dir = flags.FLAGS.data_dir
+        if flags.FLAGS.download is not None:
+            c.download = flags.FLAGS.download
+
+
+def define_multihost_flags() -> None:
+    """``--multihost`` and, for clusters without a manager JAX detects, the coordinator's address and this process's place."""
+    flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (TPU pods, GPU clusters): each process "
+                      "reads its share of every batch, process 0 writes the JSON files.")
+    flags.DEFINE_string("coordinator_address", None, "With --multihost: host:port of process 0 (default: detected from the cluster).")
+    flags.DEFINE_integer("num_processes", None, "With --multihost: the number of processes (default: detected).", lower_bound=1)
+    flags.DEFINE_integer("process_id", None, "With --multihost: this process's index (default: detected).", lower_bound=0)
+
+
+def initialize_multihost() -> None:
+    """``jax.distributed.initialize`` when ``--multihost`` is set; CPU collectives go through gloo."""
+    if not flags.FLAGS.multihost:
+        return
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # only the CPU backend reads it
+    jax.distributed.initialize(
+        coordinator_address=flags.FLAGS.coordinator_address, num_processes=flags.FLAGS.num_processes, process_id=flags.FLAGS.process_id
+    )

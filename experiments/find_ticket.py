@@ -22,16 +22,15 @@ from lth_jax.recipes import find_ticket
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A preset from experiments/configs/ (overridable: --config.training.epochs=2).")
 flags.DEFINE_string("workdir", None, "Run directory (resumes when it holds this run).")
-flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (TPU pods, GPU clusters).")
+cli.define_data_flags()
+cli.define_multihost_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     del argv
-    if FLAGS.multihost:
-        import jax
-
-        jax.distributed.initialize()
+    cli.initialize_multihost()
+    cli.apply_data_flags(FLAGS.config)
     summary = find_ticket(FLAGS.config, FLAGS.workdir)
     print(f"wrote {FLAGS.workdir}/metrics.jsonl, summary.json and {summary['levels_trained']} tickets")
 

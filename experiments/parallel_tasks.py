@@ -34,13 +34,12 @@ flags.DEFINE_string("shape", "", "Explicit MLP layer sizes, pruned along two of 
 flags.DEFINE_float("rate", 0.32, "Pruning rate per level, in (0, 1) (also the extension's rate).")
 flags.DEFINE_integer("levels", None, "Pruning levels (with --shape).", lower_bound=0)
 flags.DEFINE_integer("target", None, "Weights left after the last level (with --shape).", lower_bound=1)
-flags.DEFINE_enum("coverage", "auto", ["auto", "total", "output"], "Coverage rule (auto: output for mnist_fashion).")
+flags.DEFINE_enum("coverage", "auto", ["auto", "total", "output"], "Coverage rule (auto: output for the image datasets, total otherwise).")
 flags.DEFINE_bool("stop_on_degradation", True, "Stop a seed when its ticket degrades.")
 flags.DEFINE_bool("stop_on_split", False, "Stop a seed when its ticket splits.")
 flags.DEFINE_float("validation_split", 0.0, "Fraction of the train set held out for early stopping (0: the test set).")
 flags.DEFINE_integer("data_seed", 0, "Seed of the synthetic data and of the epoch order.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (MNIST datasets).")
-flags.DEFINE_bool("download", False, "Let TFDS download and prepare missing datasets.")
+cli.define_data_flags()
 flags.DEFINE_integer("log_every_epochs", 0, "Print a progress line every this many epochs (0: levels only).", lower_bound=0)
 
 flags.register_validator("rate", lambda r: 0.0 < r < 1.0, message="--rate must be in the open interval (0, 1)")
@@ -72,7 +71,7 @@ def config_from_flags() -> ThesisConfig:
         validation_split=FLAGS.validation_split,
         data_seed=FLAGS.data_seed,
         data_dir=FLAGS.data_dir,
-        download=FLAGS.download,
+        download=bool(FLAGS.download),
         log_every_epochs=FLAGS.log_every_epochs,
     )
 

@@ -50,7 +50,7 @@ from lth_jax.train import (
     parse_steps,
 )
 
-__all__ = ["PruningPlan", "LevelResult", "ImpResult", "run_imp", "run_imp_seeds", "format_level"]
+__all__ = ["PruningPlan", "LevelResult", "ImpResult", "run_imp", "run_imp_seeds", "format_level", "level_record"]
 
 SCOPES = ("global", "layerwise")
 
@@ -351,8 +351,9 @@ def _run(replicas, vmap, model, objective, train_data, eval_data, config, plan, 
     steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
     total_steps = config.epochs * steps_per_epoch
     rewind_step = parse_steps(rewind, steps_per_epoch)
-    if rewind_step > total_steps:
-        raise ValueError(f"rewind step {rewind!r} = {rewind_step} steps is past the end of training ({total_steps} steps)")
+    if rewind_step > total_steps or (rewind_step == total_steps and len(counts) > 1):
+        raise ValueError(f"rewind step {rewind!r} = {rewind_step} steps is {'past' if rewind_step > total_steps else 'at'} the end of "
+                         f"training ({total_steps} steps): pruned levels would not train")
     if vmap and rewind_step % steps_per_epoch:
         raise ValueError(f"rewind step {rewind!r} is not at an epoch boundary; vmapped seeds rewind to the end of an epoch")
     settings = {rep.seed: _settings(model, objective, config, plan, rewind, rep.seed, prunable) for rep in replicas}
@@ -464,13 +465,18 @@ def _train_level(pending, level, trainer, config, rewind_step, hooks, tag, eval_
     results = trainer.fit(runs, rewind_step=rewind_step if level == 0 else None, eval_name=eval_name, log_fn=log_fn)
     seconds = (time.perf_counter() - started) / len(pending)
     for (rep, _, _, mask, weights_remaining, checkpointer), result in zip(pending, results):
+        if rep.rewind is None:  # early stopping ended level 0 before the rewind step
+            raise ValueError(
+                f"{tag(rep, level)} stopped early at step {int(result.state.step)}, before the rewind step {rewind_step}: "
+                "rewind earlier or raise the early-stopping patience"
+            )
         level_dir = rep.level_dir(level)
         trained_params, trained_batch_stats = jax.device_get((result.state.params, result.state.batch_stats))
         if level == 0:
             ticket = _ticket(rep.rewind.params, rep.rewind.batch_stats, mask, info, rep.seed, level, weights_remaining, total)
         elif level_dir is None:
             ticket = _ticket(mask_lib.apply_mask(rep.rewind.params, mask), rep.rewind.batch_stats, mask, info, rep.seed, level, weights_remaining, total)
-        record = _record(level, weights_remaining, total, result, seconds, rewind_step)
+        record = level_record(level, weights_remaining, total, result, seconds, rewind_step)
         record["seed"] = rep.seed
         rep.records.append(record)
         if level_dir is not None:
@@ -514,7 +520,8 @@ def _ticket(params, batch_stats, mask, info: dict, seed: int, level: int, weight
     )
 
 
-def _record(level, weights_remaining, total, result, seconds, rewind_step) -> dict:
+def level_record(level, weights_remaining, total, result, seconds, rewind_step) -> dict:
+    """The record of a trained level (or ticket): counts, final metrics, epochs, speed."""
     final = {k: v for k, v in result.final.items() if k.endswith(("_loss", "_accuracy"))}
     speeds = [r["examples_per_second"] for r in result.history]
     return {

@@ -131,7 +131,9 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | Path, *, log_fn: Cal
     )
     shape, plan = config.network()
     _check_shape(shape, data)
-    coverage = config.coverage or ("output" if config.dataset == "mnist_fashion" else "total")
+    # Image inputs: border pixels may never connect (SPEC §2.6.6), so only outputs decide
+    # coverage; under "total" a single-task E9 run would read "degraded" from level 1 on.
+    coverage = config.coverage or ("output" if data.image_shape is not None else "total")
     objective = (
         objectives.sigmoid_tasks(data.num_tasks) if set(data.classes) == {2} else objectives.softmax_tasks(data.classes)
     )

@@ -33,3 +33,11 @@ def vector_data(n=96, features=4, seed=0, tasks=2) -> ArrayDataset:
     x = rng.standard_normal((n, features)).astype(np.float32)
     y = (x[:, :tasks] > 0).astype(np.float32)
     return ArrayDataset(x, y)
+
+
+def assert_one_line_error(proc, message: str) -> None:
+    """A script refused bad input the way users should see it: a non-zero exit and
+    exactly one line on stderr, containing ``message``, with no traceback."""
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from helpers import assert_one_line_error
 
 
 def run_script(module, *args, timeout=300):
@@ -48,10 +49,7 @@ def test_imp_mlp_prints_a_table_and_writes_its_outputs(tmp_path):
     ],
 )
 def test_bad_flags_give_one_line_and_no_traceback(tmp_path, args, message):
-    proc = run_script("experiments.imp_mlp", f"--workdir={tmp_path}", "--epochs=1", *args)
-    assert proc.returncode != 0
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert_one_line_error(run_script("experiments.imp_mlp", f"--workdir={tmp_path}", "--epochs=1", *args), message)
 
 
 def test_rejected_settings_leave_the_run_intact(tmp_path):

@@ -200,6 +200,16 @@ def test_bad_plans(plan_kwargs, message):
         mlp_run(plan=PruningPlan(**plan_kwargs))
 
 
-def test_rewind_past_the_end_is_refused():
+def test_rewind_past_or_at_the_end_is_refused():
     with pytest.raises(ValueError, match="rewind step '9ep' = 45 steps is past the end of training"):
         mlp_run(rewind="9ep")
+    with pytest.raises(ValueError, match=r"rewind step '4ep' = 20 steps is at the end of training \(20 steps\): pruned levels would not train"):
+        mlp_run(rewind="4ep")
+    assert len(mlp_run(rewind="4ep", plan=PruningPlan(rate=0.4, levels=0)).records) == 1  # no pruned level: fine
+
+
+def test_early_stopping_before_the_rewind_step_is_a_clear_error():
+    config = TrainConfig(epochs=40, batch_size=16, optimizer=OptimizerRecipe(name="adam", learning_rate=1e-2), log_every_epochs=0,
+                         early_stopping_patience=1)
+    with pytest.raises(ValueError, match=r"level  0 stopped early at step \d+, before the rewind step 175: rewind earlier"):
+        mlp_run(config=config, rewind="35ep")
