@@ -12,13 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
+from lth_jax import masks as mask_lib
 from lth_jax import objectives
 from lth_jax.data.augment import image_preprocess
-from lth_jax.data.registry import ImageData, load_dataset
+from lth_jax.data.registry import ImageData, get_spec, load_dataset
 from lth_jax.imp import PruningPlan, format_level, run_imp
 from lth_jax.models import get_model
 from lth_jax.optim import OptimizerRecipe
@@ -35,7 +37,17 @@ __all__ = [
     "ticket_info",
     "metrics_row",
     "find_ticket",
+    "OPTIMIZER_PRESETS",
+    "with_optimizer",
+    "planned_trajectory",
 ]
+
+# SPEC §1.4 [repl]: the optimizers of Morcos et al.'s optimizer transfer. Only the
+# optimizer changes; epochs, schedule shape and milestones stay the config's.
+OPTIMIZER_PRESETS = {
+    "sgd": dict(name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4),
+    "adam": dict(name="adam", learning_rate=3e-4, weight_decay=0.0),
+}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -95,6 +107,30 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+def with_optimizer(c, preset: str | None) -> ml_collections.ConfigDict:
+    """A copy of config ``c`` with the optimizer of ``OPTIMIZER_PRESETS[preset]``
+    (``None`` or ``"config"``: unchanged)."""
+    c = ml_collections.ConfigDict(c.to_dict())
+    if preset in (None, "config"):
+        return c
+    if preset not in OPTIMIZER_PRESETS:
+        raise ValueError(f"unknown optimizer preset {preset!r}; known: config, {', '.join(OPTIMIZER_PRESETS)}")
+    c.optimizer.update(OPTIMIZER_PRESETS[preset])
+    return c
+
+
+def planned_trajectory(c) -> list[int]:
+    """Prunable weights remaining at each level of the run config ``c`` describes
+    (level 0 first), from the model's parameter shapes; nothing is trained."""
+    spec = get_spec(c.dataset)
+    model = build_model(c, spec.num_classes)
+    x = jnp.zeros((1,) + tuple(c.input_shape), jnp.float32)
+    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))["params"]
+    plan = pruning_plan(c)
+    mask_lib.check_exclude_patterns(params, plan.exclude)
+    return plan.trajectory(mask_lib.count_prunable(params, mask_lib.prunable_rule(plan.exclude)))
+
+
 def load_data(c) -> ImageData:
     return load_dataset(c.dataset, data_dir=c.data_dir, download=c.download, input_shape=tuple(c.input_shape), workers=c.workers)
 
@@ -146,10 +182,11 @@ def metrics_row(record: dict) -> dict:
     return {**{k: record.get(k) for k in keys}, "epoch": record["epochs"]}
 
 
-def find_ticket(c, workdir: str | Path, *, log_fn: Callable[[str], None] = print) -> dict:
-    """IMP with late resetting on an image dataset; resumable. Returns the summary."""
+def find_ticket(c, workdir: str | Path, *, data: ImageData | None = None, log_fn: Callable[[str], None] = print) -> dict:
+    """IMP with late resetting on an image dataset; resumable. Returns the summary.
+    ``data``: the config's dataset, already loaded (else it is loaded here)."""
     workdir = Path(workdir)
-    data = load_data(c)
+    data = load_data(c) if data is None else data
     model = build_model(c, data.num_classes)
     config, plan = train_config(c), pruning_plan(c)
     if not (workdir / "config.json").exists():

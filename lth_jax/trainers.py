@@ -70,7 +70,7 @@ class SequentialTrainer:
     """Replicas one after the other, each with ``fit`` (data-parallel over ``mesh``)."""
 
     def __init__(self, model, tx, objective, train_data, eval_data, config: TrainConfig, *, mesh=None, preprocess=None, mask_forward=False):
-        self.train_data, self.eval_data, self.config, self.mesh = train_data, eval_data, config, mesh
+        self.tx, self.train_data, self.eval_data, self.config, self.mesh = tx, train_data, eval_data, config, mesh
         self.train_step = make_train_step(model, tx, objective, mesh=mesh, preprocess=preprocess, donate=True, mask_forward=mask_forward)
         self.eval_step = make_eval_step(model, objective, mesh=mesh, preprocess=preprocess)
 

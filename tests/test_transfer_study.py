@@ -1,0 +1,134 @@
+"""lth_jax.transfer_study and experiments/transfer.py: the chained study, resume, the TFDS mock, errors."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import REPO
+from helpers import assert_one_line_error
+from experiments.configs import digits_lenet, morcos_vgg19_sgd
+from lth_jax import plots, report
+from lth_jax.checkpoint import load_ticket
+from lth_jax.recipes import find_ticket
+from lth_jax.results import read_jsonl
+from lth_jax.transfer_study import ROW_KEYS, TransferStudy, run_transfer_study
+
+QUIET = dict(log_fn=lambda line: None)
+
+
+def small_digits():
+    c = digits_lenet.get_config()
+    c.training.epochs = 3
+    c.pruning.levels = 2
+    return c
+
+
+@pytest.fixture(scope="module")
+def lenet_source(tmp_path_factory):
+    """A finished find_ticket run on digits_a (levels 0-2), reused by several tests."""
+    workdir = tmp_path_factory.mktemp("lenet_source")
+    c = small_digits()
+    c.dataset = "digits_a"
+    find_ticket(c, workdir, **QUIET)
+    return workdir
+
+
+def record_times(workdir):
+    return {p: p.stat().st_mtime_ns for p in workdir.rglob("record.json")}
+
+
+def test_digits_study_with_both_baselines_two_seeds_and_resume(tmp_path, monkeypatch):
+    study = TransferStudy(source="digits_a", targets=["digits_b"], baselines=("random", "target_own"), seeds=(0, 1))
+    summary = run_transfer_study(small_digits(), study, tmp_path, **QUIET)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert all(set(row) == set(ROW_KEYS) for row in rows)
+    kinds = sorted((r["ticket"], r["level"], r["seed"]) for r in rows)
+    expected = [(k, level, s) for k in ("random", "target_own", "winning") for level in range(3) for s in (0, 1)] + [("dense", 0, 0), ("dense", 0, 1)]
+    assert kinds == sorted(expected)
+    winning = {(r["level"], r["seed"]): r for r in rows if r["ticket"] == "winning"}
+    assert [winning[(level, 0)]["fraction_remaining"] for level in range(3)] == pytest.approx([1.0, 0.8, 0.64], abs=1e-5)
+    assert all(r["source"] == "digits_a" and r["target"] == "digits_b" and r["source_optimizer"] == "sgd" for r in winning.values())
+    # The trained start is the source ticket: its mask and θ_k ⊙ m (same 10 classes: the head is kept).
+    source = load_ticket(tmp_path / winning[(2, 1)]["ticket_dir"])
+    start = load_ticket(tmp_path / "transfer" / "digits_a_sgd__digits_b_sgd" / "seed_1" / "winning_level_02" / "ticket")
+    for a, b in zip(*(map(np.asarray, jax.tree.leaves(t)) for t in (source.mask, start.mask))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.asarray(start.params["fc_0"]["kernel"]), np.asarray(source.params["fc_0"]["kernel"]))
+    assert start.info["head"] == "kept" and source.info["dataset"] == "digits_a"
+    assert {g["ticket"] for g in summary["groups"]} == {"winning", "random", "target_own", "dense"}
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary))
+
+    # The same study again: every stage is skipped, nothing changes.
+    times = record_times(tmp_path)
+    again = run_transfer_study(small_digits(), study, tmp_path, **QUIET)
+    assert record_times(tmp_path) == times and read_jsonl(tmp_path / "metrics.jsonl") == rows and again == summary
+
+    # The report draws the winning, random and target-own curves of the target.
+    labels = []
+    real_save = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, path: labels.extend(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()) or real_save(fig, path))
+    path = report.write_report([tmp_path], tmp_path / "report")
+    assert (tmp_path / "report" / "accuracy_digits_b_sgd.png").stat().st_size > 0 and path.exists()
+    assert any("digits_a (sgd)" == label for label in labels)
+    assert any("random" in label for label in labels) and any("own" in label for label in labels)
+
+
+def test_optimizer_transfer_reuses_tickets_of_an_existing_run(tmp_path, lenet_source):
+    study = TransferStudy(source=None, targets=["digits_a"], baselines=(), seeds=(0,), target_optimizer="adam", source_workdir=str(lenet_source), levels=[2])
+    run_transfer_study(small_digits(), study, tmp_path, **QUIET)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert sorted((r["ticket"], r["level"]) for r in rows) == [("dense", 0), ("winning", 2)]
+    row = next(r for r in rows if r["ticket"] == "winning")
+    assert (row["source_optimizer"], row["target_optimizer"]) == ("sgd", "adam")
+    assert not (tmp_path / "source").exists()  # the tickets were read, not found again
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["target_config"]["optimizer"]["name"] == "adam" and config["target_config"]["optimizer"]["learning_rate"] == 3e-4
+
+
+def test_cifar100_to_cifar10_and_svhn_under_the_tfds_mock_with_report(tmp_path):
+    c = morcos_vgg19_sgd.get_config()
+    c.model = "cifar_vgg_11"
+    c.model_kwargs.width_multiplier = 1 / 16
+    c.training.update(epochs=2, batch_size=8, log_every_epochs=0)
+    c.optimizer.milestones = (1.0,)
+    c.pruning.levels = 1
+    study = TransferStudy(source="cifar100", targets=["cifar10", "svhn_cropped"], baselines=("random", "target_own"))
+    with tfds.testing.mock_data(num_examples=24):
+        run_transfer_study(c, study, tmp_path, **QUIET)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    for target in ("cifar10", "svhn_cropped"):
+        got = sorted((r["ticket"], r["level"]) for r in rows if r["target"] == target)
+        assert got == [("dense", 0), ("random", 0), ("random", 1), ("target_own", 0), ("target_own", 1), ("winning", 0), ("winning", 1)]
+    start = load_ticket(tmp_path / "transfer" / "cifar100_sgd__svhn_cropped_sgd" / "seed_0" / "winning_level_01" / "ticket")
+    assert start.info["head"] == "fresh" and start.mask["fc"]["kernel"].shape == (32, 10) and start.mask["fc"]["kernel"].all()
+    markdown = report.write_report([tmp_path], tmp_path / "report").read_text()
+    assert "accuracy_cifar10_sgd.png" in markdown and "accuracy_svhn_cropped_sgd.png" in markdown
+    assert (tmp_path / "report" / "accuracy_svhn_cropped_sgd.png").stat().st_size > 0
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.transfer", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+
+
+def test_script_bad_input_is_one_line_and_loses_nothing(tmp_path, lenet_source):
+    lenet = ["--config=experiments/configs/digits_lenet.py", "--config.training.epochs=3"]
+    common = [f"--source_workdir={lenet_source}", "--targets=digits_b", "--baselines=", f"--workdir={tmp_path}"]
+    ok = run_script(*lenet, *common, "--levels=1")
+    assert ok.returncode == 0, ok.stderr
+    assert "| digits_a (sgd) |" in ok.stdout and (tmp_path / "report" / "report.md").exists()
+    metrics, times = (tmp_path / "metrics.jsonl").read_text(), record_times(tmp_path)
+    cases = [
+        ([*lenet, "--levels=7"], f"error: level 7 does not exist in {lenet_source}; levels that do: 0, 1, 2"),
+        ([*lenet, "--target_optimizer=rmsprop"], "error: target_optimizer='rmsprop' is not one of config, sgd, adam"),
+        (["--config=experiments/configs/digits_conv2.py", "--config.training.epochs=3", "--levels=1"],
+         "error: the ticket does not fit the target model: the target has conv_0/bias (64,), the ticket has no such parameter"),
+    ]
+    for extra, message in cases:
+        assert_one_line_error(run_script(*extra, *common), message)
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics and record_times(tmp_path) == times
