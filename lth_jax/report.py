@@ -89,16 +89,24 @@ def _workdir_list(workdirs: str | Path | Iterable[str | Path]) -> list[str]:
 
 def load_rows(workdirs: str | Path | Iterable[str | Path]) -> list[dict]:
     """The rows of every workdir's ``metrics.jsonl``, each with a ``workdir`` key
-    (the workdir as given, so ``ticket_dir`` can be resolved against it)."""
+    (the workdir as given, so ``ticket_dir`` can be resolved against it).
+
+    An experiment that several workdirs hold (the same group and seed: e.g. the
+    dense and own tickets of a target that two studies, one per source, both
+    trained) counts once, from the first workdir that has it.
+    """
     workdirs = _workdir_list(workdirs)
-    rows = []
+    rows, seen = [], set()
     for workdir in workdirs:
         path = Path(workdir) / "metrics.jsonl"
         if not path.is_file():
             raise FileNotFoundError(f"workdir {workdir} has no metrics.jsonl ({path} does not exist)")
         for i, row in enumerate(read_jsonl(path)):
             _check_row(row, f"row {i} of {path}")
-            rows.append({**row, "workdir": workdir})
+            key = tuple(row[k] for k in GROUP_KEYS) + (row["seed"],)
+            if key not in seen:
+                seen.add(key)
+                rows.append({**row, "workdir": workdir})
     if not rows:
         raise ValueError(f"no rows in the metrics.jsonl of {', '.join(workdirs)}")
     return rows

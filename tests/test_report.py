@@ -113,6 +113,16 @@ def test_load_rows_adds_the_workdir_and_names_a_missing_metrics_file(study, tmp_
         report.load_rows(tmp_path)
 
 
+def test_an_experiment_in_two_workdirs_counts_once(study, tmp_path):
+    first = study["workdirs"][0]
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / "metrics.jsonl").write_text((first / "metrics.jsonl").read_text())  # e.g. the same dense baseline, trained by two studies
+    rows = report.load_rows([first, twin])
+    assert len(rows) == len(report.load_rows([first])) and {r["workdir"] for r in rows} == {str(first)}
+    assert report.aggregate(rows) == report.aggregate(report.load_rows([first]))
+
+
 def test_aggregate_is_mean_and_population_std_over_seeds(study):
     rows = study["rows"]
     summary = report.aggregate(rows)

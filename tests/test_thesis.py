@@ -133,6 +133,10 @@ def test_script_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "status" in proc.stdout and "seed 1:" in proc.stdout
     assert (tmp_path / "summary.json").exists() and (tmp_path / "figures" / "networks.png").exists()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {(r["seed"], r["level"]) for r in rows} == {(s, level) for s in (0, 1) for level in (0, 1)}
+    assert json.loads((tmp_path / "config.json").read_text())["shape"] == [4, 10, 10, 2]  # extension level 1
+    assert matplotlib.image.imread(tmp_path / "figures" / "levels.png").shape[0] > 100
 
 
 @pytest.mark.parametrize(
@@ -140,6 +144,7 @@ def test_script_end_to_end(tmp_path):
     [
         (["--dataset=cifar"], "flag --dataset=cifar: value should be one of"),
         (["--shape=4,8,3", "--levels=2", "--target=10"], "error: shape=(4, 8, 3) does not fit the data: it needs 4 inputs and 2 outputs"),
+        (["--shape=5,8,2", "--levels=2", "--target=10"], "error: shape=(5, 8, 2) does not fit the data: it needs 4 inputs and 2 outputs"),
         (["--rate=1.5"], "--rate must be in the open interval (0, 1)"),
         (["--seeds="], "error: --seeds='' names no seed"),
         (["--seeds=0,x"], "error: '0,x' is not a comma-separated list of integers"),
