@@ -23,6 +23,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from lth_jax.results import read_json, write_json
+from lth_jax.train import FitProgress
 
 __all__ = [
     "Ticket",
@@ -122,6 +123,15 @@ class StateCheckpointer:
             return None
         state = load_tree(self.directory / f"step_{step}", target)
         return state, read_json(self.directory / f"step_{step}.json")
+
+    def save_progress(self, state: Any, progress: FitProgress) -> None:
+        """``fit``'s ``checkpoint_fn``."""
+        self.save(state, progress.to_dict())
+
+    def resume(self, state: Any) -> tuple[Any, FitProgress | None]:
+        """The latest checkpointed state and its ``fit`` progress, or ``(state, None)`` when there is none."""
+        restored = self.restore(state)
+        return (state, None) if restored is None else (restored[0], FitProgress.from_dict(restored[1]))
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -41,7 +41,6 @@ from lth_jax.results import read_json, write_json, write_jsonl
 from lth_jax.trainers import ReplicaRun, SequentialTrainer, VmapTrainer
 from lth_jax.trajectory import rate_for_target, trajectory
 from lth_jax.train import (
-    FitProgress,
     RewindState,
     TrainConfig,
     TrainState,
@@ -427,9 +426,8 @@ def _start_level(rep: _Replica, level, counts, plan, rule, total, tx, rewind_ste
     progress, checkpointer = None, None
     if level_dir is not None:
         checkpointer = StateCheckpointer(level_dir / "checkpoints")
-        restored = checkpointer.restore(state)
-        if restored is not None:
-            state, progress = restored[0], FitProgress.from_dict(restored[1])
+        state, progress = checkpointer.resume(state)
+        if progress is not None:
             log_fn(f"{tag(rep, level)}: resuming from step {int(state.step)}")
     return rep, state, progress, mask, weights_remaining, checkpointer
 
@@ -446,9 +444,6 @@ def _train_level(pending, level, trainer, config, rewind_step, hooks, tag, eval_
 
         return save
 
-    def checkpoint(checkpointer):
-        return None if checkpointer is None else (lambda s, p: checkpointer.save(s, p.to_dict()))
-
     started = time.perf_counter()
     runs = [
         ReplicaRun(
@@ -456,7 +451,7 @@ def _train_level(pending, level, trainer, config, rewind_step, hooks, tag, eval_
             data_seed=(config.data_seed, rep.seed),
             progress=progress,
             on_rewind=save_rewind(rep),
-            checkpoint_fn=checkpoint(checkpointer),
+            checkpoint_fn=None if checkpointer is None else checkpointer.save_progress,
             hooks=[_with_context(hook, level, rep.seed) for hook in hooks],
             log_prefix=tag(rep, level),
         )

@@ -34,7 +34,7 @@ from lth_jax.imp import level_record
 from lth_jax.optim import make_optimizer
 from lth_jax.pytree import named_leaves
 from lth_jax.results import read_json, write_json, write_jsonl
-from lth_jax.train import FitProgress, TrainConfig, create_train_state
+from lth_jax.train import TrainConfig, create_train_state
 from lth_jax.trainers import ReplicaRun, SequentialTrainer
 
 __all__ = [
@@ -182,16 +182,15 @@ def train_ticket(
         if not is_ticket(workdir / "ticket"):
             save_ticket(workdir / "ticket", start)
         checkpointer = StateCheckpointer(workdir / "checkpoints")
-        restored = checkpointer.restore(state)
-        if restored is not None:
-            state, progress = restored[0], FitProgress.from_dict(restored[1])
+        state, progress = checkpointer.resume(state)
+        if progress is not None:
             log_fn(f"{log_prefix}: resuming from step {int(state.step)}")
     started = time.perf_counter()
     run = ReplicaRun(
         state=state,
         data_seed=(trainer.config.data_seed, seed),
         progress=progress,
-        checkpoint_fn=None if checkpointer is None else (lambda s, p: checkpointer.save(s, p.to_dict())),
+        checkpoint_fn=None if checkpointer is None else checkpointer.save_progress,
         log_prefix=log_prefix,
     )
     result = trainer.fit([run], log_fn=log_fn)[0]
