@@ -1,0 +1,87 @@
+"""Digests of the masks that today's default runs produce, for the regression test.
+
+A refactor keeps right results bit-identical: ``tests/fixtures/regression_digests.json``
+holds, for the runs below, one SHA-256 per ticket mask (every level, seed and
+ticket kind), recorded before the engine was restructured. The regression test
+reruns them and compares. To see what a run gives now::
+
+    JAX_PLATFORMS=cpu python tests/regression.py demo /tmp/out   # demo | digits | transfer
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from lth_jax.checkpoint import load_ticket
+from lth_jax.pytree import named_leaves
+
+FIXTURE = Path(__file__).parent / "fixtures" / "regression_digests.json"
+QUIET = dict(log_fn=lambda line: None)
+
+
+def mask_digest(mask) -> str:
+    """SHA-256 over every leaf's '/'-joined path, shape and packed bits, in path order."""
+    h = hashlib.sha256()
+    for path, leaf in sorted(named_leaves(jax.device_get(mask))[0], key=lambda item: item[0]):
+        leaf = np.asarray(leaf, dtype=bool)
+        h.update("/".join(path).encode())
+        h.update(repr(leaf.shape).encode())
+        h.update(np.packbits(leaf.reshape(-1)).tobytes())
+    return h.hexdigest()
+
+
+def ticket_digests(root: Path) -> dict[str, str]:
+    """``{relative ticket dir: mask digest}`` of every ticket under ``root``."""
+    return {
+        str(p.parent.relative_to(root)): mask_digest(load_ticket(p.parent).mask)
+        for p in sorted(root.rglob("ticket.json"))
+    }
+
+
+def run_demo(workdir: Path) -> dict[str, str]:
+    """``make demo``: the thesis experiment with its defaults (4 seeds, extension level 9)."""
+    from lth_jax.thesis import ThesisConfig, run_parallel_tasks
+
+    run_parallel_tasks(ThesisConfig(), workdir, **QUIET)
+    return ticket_digests(workdir)
+
+
+def run_digits(workdir: Path) -> dict[str, str]:
+    """``find_ticket --config=experiments/configs/digits_lenet.py``."""
+    from experiments.configs import digits_lenet
+    from lth_jax.recipes import find_ticket
+
+    find_ticket(digits_lenet.get_config(), workdir, **QUIET)
+    return ticket_digests(workdir)
+
+
+def run_transfer(workdir: Path) -> dict[str, str]:
+    """``make transfer_demo`` (both studies; the report draws no masks)."""
+    from experiments.configs import digits_lenet
+    from lth_jax.transfer_study import TransferStudy, run_transfer_study
+
+    first, second = workdir / "digits_transfer", workdir / "digits_sgd_to_adam"
+    study = dict(baselines=("random", "target_own"), seeds=(0, 1))
+    run_transfer_study(digits_lenet.get_config(), TransferStudy(source="digits_a", targets=["digits_b"], **study), first, **QUIET)
+    run_transfer_study(
+        digits_lenet.get_config(),
+        TransferStudy(source=None, targets=["digits_a"], target_optimizer="adam",
+                      source_workdir=str(first / "source" / "digits_a_sgd"), **study),
+        second,
+        **QUIET,
+    )
+    return ticket_digests(workdir)
+
+
+RUNS = {"demo": run_demo, "digits": run_digits, "transfer": run_transfer}
+
+
+if __name__ == "__main__":
+    name, out = sys.argv[1], Path(sys.argv[2])
+    print(json.dumps(RUNS[name](out), indent=1, sort_keys=True))

@@ -1,0 +1,19 @@
+"""Results that were right stay bit-identical: the masks of every ticket of the
+default runs match the digests recorded before the engine was restructured
+(``tests/fixtures/regression_digests.json``, see ``tests/regression.py``)."""
+
+import json
+
+import pytest
+import regression
+
+RECORDED = json.loads(regression.FIXTURE.read_text())["runs"]
+
+
+@pytest.mark.parametrize("name", sorted(regression.RUNS))
+def test_masks_of_every_level_match_the_recorded_digests(name, tmp_path):
+    digests = regression.RUNS[name](tmp_path)
+    expected = RECORDED[name]
+    assert sorted(digests) == sorted(expected), "the run produced other tickets than the recorded run"
+    changed = [key for key in sorted(expected) if digests[key] != expected[key]]
+    assert not changed, f"{len(changed)} of {len(expected)} masks differ, first: {changed[:3]}"
