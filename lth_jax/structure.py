@@ -1,4 +1,4 @@
-"""Structure of MLP tickets on parallel tasks (SPEC §2.6).
+"""Structure of MLP tickets on parallel tasks.
 
 The graph has one node per (layer, unit) and one directed edge per weight, from
 the input layer to the output layer; only the masks matter. For an unpruned
@@ -11,13 +11,41 @@ edge ``u → v``:
 
 Reachability is boolean propagation layer by layer, forward and backward.
 Subnetworks are the connected components of the active edges (undirected);
-nodes without active edges belong to none. The coverage matrix ``C`` (components
-× tasks) is ``C[j, k] = (task-k inputs in j / task-k inputs) · (task-k outputs
-in j / task-k outputs)`` ("total") or the output factor alone ("output"). A task
-is covered when the union of the components holds all of its inputs and
-outputs (outputs only for "output" coverage). Status: some task not covered →
-``degraded``; else more components than tasks → ``degraded``; as many →
-``split``; fewer → ``interconnected``.
+nodes without active edges belong to none. Every component holds at least one
+input and one output (an active edge lies on an input-to-output path of active
+edges).
+
+The coverage matrix ``C`` (components × tasks) is ``C[j, k] = (task-k inputs in
+j / task-k inputs) · (task-k outputs in j / task-k outputs)`` ("total") or the
+output factor alone ("output"). The coverage ``c_k`` of task ``k`` is the sum of
+its column under "total" coverage: a sum of products of fractions, it is 1
+exactly when one component holds all of the task's inputs and outputs. Under
+"output" coverage it is the largest entry of the column, the share of the
+task's outputs held by its largest component (the column sum would be 1 for a
+task whose outputs are spread over several components). A task is *covered*
+when ``c_k`` is 1, i.e. it lies wholly inside one component.
+
+Status:
+
+- some task not covered → ``degraded`` (e.g. a task split between two
+  components, a task whose inputs are wired only to another task's outputs, a
+  task cut off from its outputs);
+- else more components than tasks → ``degraded``;
+- else as many components as tasks → ``split`` when each component touches
+  exactly one task (holds an input or output of one task only, outputs only
+  under "output" coverage), ``degraded`` otherwise;
+- else (fewer components than tasks) → ``interconnected``.
+
+Once every task is covered the second and third rules are safeguards that
+never fire: each task then lies in one component and every component (holding
+an input and an output) touches at least one task, so there are at most as
+many components as tasks, and as many only when components and tasks pair off
+one to one.
+
+The untapped potential ``U`` is ``T − K`` (tasks minus components) when every
+task is covered, else the mean task coverage minus one, ``sum_k c_k / T − 1``.
+So ``U > 0`` for an interconnected ticket, ``U = 0`` for a split one and
+``U < 0`` exactly when it is degraded.
 """
 
 from __future__ import annotations
@@ -26,6 +54,8 @@ import dataclasses
 from typing import Sequence
 
 import numpy as np
+
+from lth_jax.errors import UserError
 
 __all__ = [
     "PRUNED",
@@ -51,9 +81,12 @@ class StructureReport:
       status: ``"interconnected"``, ``"split"`` or ``"degraded"``.
       num_components: subnetworks (components of the active edges).
       coverage: ``[num_components, num_tasks]`` coverage matrix.
-      task_coverage: ``[num_tasks]`` coverage of each task by the union of components.
-      untapped_potential: ``K − J`` when every task is covered, else minus the
-        number of uncovered tasks (the thesis's ``U``).
+      task_coverage: ``[num_tasks]`` coverage ``c_k`` of each task: its column sum
+        of ``coverage`` ("total"), its largest entry ("output"); 1 when the task
+        lies wholly inside one component.
+      untapped_potential: the thesis's ``U``, a float: ``T − K`` (tasks minus
+        components) when every task is covered, else ``sum(task_coverage) / T − 1``.
+        Positive: interconnected; zero: split; negative: degraded.
       active_edges, inactive_edges, zombie_edges, pruned_edges, total_edges: edge counts.
       active_nodes, inactive_nodes, zombie_nodes: hidden units by state.
       edge_states: per layer, an int8 matrix ``(fan_in, fan_out)`` of
@@ -70,7 +103,7 @@ class StructureReport:
     num_components: int
     coverage: np.ndarray
     task_coverage: np.ndarray
-    untapped_potential: int
+    untapped_potential: float
     active_edges: int
     inactive_edges: int
     zombie_edges: int
@@ -116,26 +149,26 @@ class StructureReport:
 def _check(kernel_masks, input_tasks, output_tasks, coverage):
     masks = [np.asarray(m, dtype=bool) for m in kernel_masks]
     if not masks:
-        raise ValueError("kernel_masks is empty")
+        raise UserError("kernel_masks is empty")
     for i, m in enumerate(masks):
         if m.ndim != 2:
-            raise ValueError(f"kernel_masks[{i}] has shape {m.shape}; expected (fan_in, fan_out)")
+            raise UserError(f"kernel_masks[{i}] has shape {m.shape}; expected (fan_in, fan_out)")
         if i and m.shape[0] != masks[i - 1].shape[1]:
-            raise ValueError(
+            raise UserError(
                 f"kernel_masks[{i}] has fan_in {m.shape[0]} but kernel_masks[{i - 1}] has fan_out {masks[i - 1].shape[1]}"
             )
     input_tasks, output_tasks = np.asarray(input_tasks, int), np.asarray(output_tasks, int)
     if len(input_tasks) != masks[0].shape[0]:
-        raise ValueError(f"input_tasks has {len(input_tasks)} entries for {masks[0].shape[0]} inputs")
+        raise UserError(f"input_tasks has {len(input_tasks)} entries for {masks[0].shape[0]} inputs")
     if len(output_tasks) != masks[-1].shape[1]:
-        raise ValueError(f"output_tasks has {len(output_tasks)} entries for {masks[-1].shape[1]} outputs")
+        raise UserError(f"output_tasks has {len(output_tasks)} entries for {masks[-1].shape[1]} outputs")
     if coverage not in ("total", "output"):
-        raise ValueError(f"coverage={coverage!r} is not one of 'total', 'output'")
+        raise UserError(f"coverage={coverage!r} is not one of 'total', 'output'")
     tasks = sorted(set(input_tasks.tolist()) | set(output_tasks.tolist()))
     if tasks != list(range(len(tasks))):
-        raise ValueError(f"task ids must be 0..T-1, got {tasks}")
+        raise UserError(f"task ids must be 0..T-1, got {tasks}")
     if set(output_tasks.tolist()) != set(tasks):
-        raise ValueError("every task needs at least one output")
+        raise UserError("every task needs at least one output")
     return masks, input_tasks, output_tasks, len(tasks)
 
 
@@ -235,16 +268,24 @@ def analyze(
             out_frac[j, t] = np.sum(out_ids[outs] == j) / max(int(outs.sum()), 1)
     if coverage == "total":
         matrix = in_frac * out_frac
-        task_coverage = in_frac.sum(axis=0) * out_frac.sum(axis=0)
+        task_coverage = matrix.sum(axis=0)  # 1 iff one component holds all of the task's inputs and outputs
+        touches = (in_frac > 0) | (out_frac > 0)
     else:
         matrix = out_frac
-        task_coverage = out_frac.sum(axis=0)
+        task_coverage = matrix.max(axis=0) if num_components else np.zeros(num_tasks)
+        touches = out_frac > 0
     covered = np.isclose(task_coverage, 1.0)
     if not covered.all():
-        status, untapped = "degraded", -int(np.sum(~covered))
+        status, untapped = "degraded", float(task_coverage.sum() / num_tasks - 1.0)
     else:
-        untapped = num_components - num_tasks
-        status = "degraded" if untapped > 0 else ("split" if untapped == 0 else "interconnected")
+        untapped = float(num_tasks - num_components)
+        if num_components > num_tasks:
+            status = "degraded"
+        elif num_components == num_tasks:
+            one_each = bool(np.all(touches.sum(axis=1) == 1) and np.all(touches.sum(axis=0) == 1))
+            status = "split" if one_each else "degraded"
+        else:
+            status = "interconnected"
     component_tasks = [int(np.flatnonzero(row > 0)[0]) if np.count_nonzero(row > 0) == 1 else -1 for row in matrix]
     decided_output, decided_input = _decided(active, input_tasks, output_tasks, num_tasks, node_components)
 
@@ -280,7 +321,7 @@ def run_category(statuses: Sequence[str]) -> dict:
     """
     for s in statuses:
         if s not in STATUSES:
-            raise ValueError(f"status {s!r} is not one of {', '.join(STATUSES)}")
+            raise UserError(f"status {s!r} is not one of {', '.join(STATUSES)}")
     split = next((i for i, s in enumerate(statuses) if s == "split"), None)
     degraded = next((i for i, s in enumerate(statuses) if s == "degraded"), None)
     if split is None:
