@@ -11,19 +11,20 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m experiments.parallel_tasks --workdir=runs/demo_parallel_tasks
+	$(PY) -m experiments.parallel_tasks --config=experiments/configs/parallel_tasks_moons_circles.py --workdir=runs/demo_parallel_tasks
 
 # Morcos et al.'s study offline on real data (scikit-learn's digits, a few minutes on a laptop CPU):
 # digits_a → digits_b with SGD, then the same source tickets trained with Adam, and one report over both.
-TRANSFER := $(PY) -m experiments.transfer --config=experiments/configs/digits_lenet.py --baselines=random,target_own --seeds=0,1
+TRANSFER := $(PY) -m experiments.transfer --config=experiments/configs/transfer_digits.py
 transfer_demo: $(STAMP)
-	$(TRANSFER) --source=digits_a --targets=digits_b --workdir=runs/digits_transfer
-	$(TRANSFER) --source_workdir=runs/digits_transfer/source/digits_a_sgd --targets=digits_a --target_optimizer=adam --workdir=runs/digits_sgd_to_adam
+	$(TRANSFER) --workdir=runs/digits_transfer
+	$(TRANSFER) --config.source_workdir=runs/digits_transfer/source/digits_a_sgd --config.targets=digits_a \
+		--config.target_optimizer=adam --workdir=runs/digits_sgd_to_adam
 	$(PY) -m experiments.report --workdirs=runs/digits_transfer,runs/digits_sgd_to_adam --out=runs/digits_transfer_report
 
-# The tests run on the CPU backend; 8 simulated devices are set up per test where needed.
+# The tests run on the CPU backend, one worker per core; 8 simulated devices are set up per test where needed.
 test: $(STAMP)
-	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
+	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n auto tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_prune.py

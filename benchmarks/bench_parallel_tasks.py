@@ -19,7 +19,6 @@ import os
 import sys
 import time
 
-
 sys.path.insert(0, os.path.dirname(__file__))
 from common import emit, machine  # noqa: E402
 

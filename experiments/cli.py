@@ -1,61 +1,118 @@
-"""Shared plumbing of the experiment scripts: one-line errors, run directories."""
+"""Shared plumbing of the experiment scripts: config flags, one-line user errors.
+
+Every experiment script takes ``--config`` (an ml_collections config file from
+``experiments/configs/``, any field overridable with ``--config.field=value``)
+and ``--workdir``. A mistake in what the user asked for (a bad flag or config
+value, a workdir that holds another run: :class:`~lth_jax.errors.UserError`)
+is printed as one line; any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Callable
 
 from absl import app, flags, logging
+from ml_collections import config_flags
 
-from lth_jax.results import environment, write_json
+from lth_jax.errors import UserError
 
-__all__ = ["run", "write_config", "int_list", "define_data_flags", "apply_data_flags", "define_multihost_flags", "initialize_multihost"]
+__all__ = ["CONFIGS", "run", "define_config", "define_workdir", "define_data_flags", "apply_data_flags",
+           "define_multihost_flags", "initialize_multihost"]
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-    """``absl.app.run(main)``, with a user mistake (``ValueError``, a missing file, a
-    bad flag or config override) reported as one line on stderr and exit status 1
-    instead of a traceback."""
+    """``absl.app.run(main)``, with user mistakes reported as one line on stderr and
+    exit status 1: a ``UserError``, a bad flag, a config override naming a field the
+    config does not have, a config file that does not load."""
 
     def guarded(argv):
         # Library logs (orbax's info lines, TFDS's warnings before a one-line error) only with --verbosity.
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.ERROR)
+        _check_config_files()
         try:
             main(argv)
-        except (ValueError, OSError) as e:  # OSError: missing files, a config file that does not load
-            sys.exit("error: " + " ".join(str(e).split()))
+        except UserError as e:
+            sys.exit("error: " + _one_line(e))
 
     def parse_flags(argv):
+        argv = _with_default_configs(argv)
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:
-            sys.exit(f"error: {' '.join(str(e).split())} (--helpshort lists the flags)")
+            sys.exit(f"error: {_one_line(e)} (--helpshort lists the flags)")
         except AttributeError as e:  # a --config.x.y override naming a field the config does not have
-            sys.exit(f"error: a --config override names a field the config does not have: {e}")
+            sys.exit(f"error: a --config override names a field the config does not have: {_missing_field(e)}")
+        except (OSError, SyntaxError) as e:  # a config file that is missing or does not load
+            _config_file_error(e)
 
     app.run(guarded, flags_parser=parse_flags)
 
 
-def write_config(workdir: str | Path, extra: dict | None = None) -> None:
-    """``config.json``: every flag of the script, extra settings, and the environment."""
-    # absl files the flags of `python -m experiments.x` under the script's path.
-    values = {
-        f.name: f.value
-        for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
-        if module == sys.argv[0] or module.startswith("experiments")
-        for f in module_flags
-    }
-    write_json(Path(workdir) / "config.json", {"flags": values, **(extra or {}), "environment": environment()})
+def _missing_field(e: AttributeError) -> str:
+    """``'seed' (did you mean 'seeds'?)`` from ml_collections' nested error text."""
+    text = str(e)
+    name = re.search(r"'\\?'?([^'\\]+)\\?'", text)
+    suggestion = re.search(r'Did you mean "([^"]+)"', text)
+    shown = repr(name.group(1)) if name else _one_line(text)
+    return shown + (f" (did you mean {suggestion.group(1)!r}?)" if suggestion else "")
 
 
-def int_list(text: str) -> list[int]:
-    """``"4,8,8,2"`` → ``[4, 8, 8, 2]``, with a one-line error naming the bad text."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{text!r} is not a comma-separated list of integers") from None
+def _config_file_error(e: Exception) -> None:
+    reason = _one_line(e).replace("Configuration is not available because of an earlier failure to load: ", "")
+    sys.exit(f"error: the config file does not load: {reason}")
+
+
+def _check_config_files() -> None:
+    """A config file that failed to load is reported when the config is first used;
+    report it now, as one line."""
+    for name in _CONFIG_FLAGS:
+        value = flags.FLAGS[name].value
+        if value is None:
+            continue
+        try:
+            value.keys()
+        except OSError as e:
+            _config_file_error(e)
+
+
+_CONFIG_FLAGS: list[str] = []
+_CONFIG_DEFAULTS: dict[str, str] = {}
+
+
+def _with_default_configs(argv: list[str]) -> list[str]:
+    """``argv`` with ``--config=<default>`` where no config file is given. (A config flag
+    with a default applies the ``--config.x`` overrides when it is defined, on import,
+    where a mistake could not be reported as one line.)"""
+    argv = list(argv)
+    for name, path in _CONFIG_DEFAULTS.items():
+        if not any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in argv[1:]):
+            argv.insert(1, f"--{name}={path}")
+    return argv
+
+
+def define_config(default: str | None, help_text: str, name: str = "config") -> None:
+    """``--config`` (by default a file in ``experiments/configs/``), overridable field by field."""
+    if default is not None:
+        _CONFIG_DEFAULTS[name] = str(CONFIGS / default)
+        help_text += f" Default: experiments/configs/{default}."
+    config_flags.DEFINE_config_file(name, None, f"{help_text} Any field can be overridden: --{name}.field=value.")
+    _CONFIG_FLAGS.append(name)
+
+
+def define_workdir(default: str | None = None) -> None:
+    flags.DEFINE_string("workdir", default, "Run directory (the same command again resumes; other settings are refused).")
+    if default is None:
+        flags.mark_flag_as_required("workdir")
 
 
 def define_data_flags() -> None:
@@ -66,7 +123,7 @@ def define_data_flags() -> None:
 
 
 def apply_data_flags(*configs) -> None:
-    """Write ``--data_dir`` / ``--download``, where given, into image-experiment configs."""
+    """Write ``--data_dir`` / ``--download``, where given, into configs that have those fields."""
     for c in configs:
         if c is None:
             continue

@@ -16,6 +16,7 @@ from pathlib import Path
 from absl import flags
 
 from experiments import cli
+from lth_jax.errors import UserError
 from lth_jax.report import DEFAULT_SPARSITIES, write_report
 
 FLAGS = flags.FLAGS
@@ -30,13 +31,13 @@ def fractions(texts: list[str]) -> list[float]:
     try:
         return [float(text) for text in texts]
     except ValueError:
-        raise ValueError(f"--sparsities={','.join(texts)} is not a comma-separated list of numbers") from None
+        raise UserError(f"--sparsities={','.join(texts)} is not a comma-separated list of numbers") from None
 
 
 def main(argv):
     del argv
     if not FLAGS.workdirs:
-        raise ValueError("--workdirs names no workdir")
+        raise UserError("--workdirs names no workdir")
     out = FLAGS.out or Path(FLAGS.workdirs[0]) / "report"
     print(f"wrote {write_report(FLAGS.workdirs, out, fractions(FLAGS.sparsities))}")
 

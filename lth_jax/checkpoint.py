@@ -1,137 +1,135 @@
-"""Tickets and train states on disk: orbax for arrays, atomic JSON for metadata.
+"""Pytrees on disk (orbax), written so that an interrupted write is never read.
 
-A ticket directory holds everything transfer needs::
+A *tree artifact* is a directory holding the arrays (``arrays/``, written by
+orbax, which renames its own temporary into place) and a JSON file named after
+the directory (``ticket/ticket.json``, ``trained/trained.json``) written last:
+the artifact is complete exactly when that file exists. Replacing an artifact
+removes the file first, so a crash mid-way leaves an incomplete artifact that
+the next run writes again, never a complete-looking one with missing arrays.
 
-    ticket/
-      arrays/       orbax: {'mask', 'params', 'batch_stats'}  (params = θ_k ⊙ m)
-      ticket.json   model, dataset, classes, level, weights remaining, rewind step, ...
-
-``ticket.json`` is written last, so a directory with it is complete. Train-state
-checkpoints of an unfinished level (:class:`StateCheckpointer`) keep the latest
-state and the ``fit`` progress; orbax writes each save to a temporary directory
-and renames it, and a ``latest.json`` written after it names the complete one.
+:class:`StateCheckpoints` keeps the train state and loop progress of an
+unfinished stage with orbax's ``CheckpointManager`` (atomic steps, retention of
+the latest, optional asynchronous writes, multi-host coordination).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-from pathlib import Path
+import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
-from lth_jax.results import read_json, write_json
-from lth_jax.train import FitProgress
+from lth_jax.results import is_writer, read_json, remove_temporaries, remove_tree, sync, write_json
 
-__all__ = [
-    "Ticket",
-    "save_tree",
-    "load_tree",
-    "save_ticket",
-    "load_ticket",
-    "is_ticket",
-    "StateCheckpointer",
-]
+__all__ = ["save_tree", "load_tree", "tree_meta", "is_complete", "StateCheckpoints"]
 
 
-def _checkpointer() -> ocp.Checkpointer:
-    return ocp.Checkpointer(ocp.StandardCheckpointHandler())
+def _marker(directory: epath.Path, name: str | None = None) -> epath.Path:
+    return directory / f"{name or directory.name}.json"
 
 
-def save_tree(directory, tree: Any) -> None:
-    """Save a pytree of arrays to ``directory`` (replaced if it exists)."""
-    directory = Path(directory).absolute()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _checkpointer().save(directory, tree, force=True)
+def _save_arrays(directory: epath.Path, tree: Any) -> None:
+    """One orbax write of ``tree`` to ``directory`` (replaced if it exists); collective across processes."""
+    ocp.Checkpointer(ocp.StandardCheckpointHandler()).save(directory, tree, force=True)
 
 
-def load_tree(directory, target: Any = None) -> Any:
-    """Load a pytree saved by :func:`save_tree`.
+def is_complete(directory: str | os.PathLike, name: str | None = None) -> bool:
+    """Whether ``directory`` holds a complete tree artifact (its JSON is ``<name>.json``,
+    by default named after the directory)."""
+    return _marker(epath.Path(directory), name).exists()
 
-    With ``target`` (a tree of arrays or ``ShapeDtypeStruct``s), the result has
+
+def save_tree(directory: str | os.PathLike, tree: Any, meta: dict | None = None, *, name: str | None = None) -> None:
+    """Write ``tree`` (and the JSON ``meta``, as ``<name>.json``) as a tree artifact, replacing one that exists."""
+    directory = epath.Path(directory).absolute()
+    if is_writer():
+        directory.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(directory)  # what an interrupted write of this artifact left
+    remove_tree(_marker(directory, name))
+    sync(f"save_tree:{directory}:begin")
+    _save_arrays(directory / "arrays", tree)
+    write_json(_marker(directory, name), meta or {})
+    sync(f"save_tree:{directory}:end")
+
+
+def tree_meta(directory: str | os.PathLike, name: str | None = None) -> dict:
+    """The JSON written with a complete tree artifact."""
+    directory = epath.Path(directory)
+    if not is_complete(directory, name):
+        raise FileNotFoundError(f"no complete checkpoint at {directory} (no {_marker(directory, name).name})")
+    return read_json(_marker(directory, name))
+
+
+def load_tree(directory: str | os.PathLike, target: Any = None, *, name: str | None = None) -> Any:
+    """The arrays of a complete tree artifact.
+
+    With ``target`` (a tree of arrays or ``ShapeDtypeStruct``s) the result has
     exactly the target's tree structure (optax NamedTuples included).
     """
-    directory = Path(directory).absolute()
-    if not directory.exists():
-        raise FileNotFoundError(f"no checkpoint at {directory}")
+    directory = epath.Path(directory).absolute()
+    tree_meta(directory, name)  # complete, or a one-line FileNotFoundError
+    checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
     if target is None:
-        return _checkpointer().restore(directory)
+        return checkpointer.restore(directory / "arrays")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    restored = _checkpointer().restore(directory, abstract)
+    restored = checkpointer.restore(directory / "arrays", abstract)
     return jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
 
 
-@dataclasses.dataclass
-class Ticket:
-    """A winning (or random) ticket: the mask and the weights to start from.
+class StateCheckpoints:
+    """The latest train state and loop progress of an unfinished stage.
 
-    ``params`` are the rewind weights with the mask applied (``θ_k ⊙ m``),
-    ``batch_stats`` the BatchNorm statistics at the rewind step (``{}`` if none),
-    ``info`` the metadata of ``ticket.json``.
+    ``directory`` is managed by orbax's ``CheckpointManager``: each save is a
+    step directory written under a temporary name and committed by a rename
+    (or a commit file on cloud storage); only the latest is kept; leftovers of
+    an interrupted save are cleaned up when the manager opens. ``asynchronous``
+    writes in the background (the next save or :meth:`close` waits for it).
     """
 
-    mask: Any
-    params: Any
-    batch_stats: Any
-    info: dict
+    def __init__(self, directory: str | os.PathLike, *, asynchronous: bool = False):
+        self.directory = epath.Path(directory).absolute()
+        self.asynchronous = asynchronous
+        self._manager: ocp.CheckpointManager | None = None
 
-
-def save_ticket(directory, ticket: Ticket) -> None:
-    directory = Path(directory)
-    save_tree(directory / "arrays", {"mask": ticket.mask, "params": ticket.params, "batch_stats": ticket.batch_stats})
-    write_json(directory / "ticket.json", ticket.info)
-
-
-def is_ticket(directory) -> bool:
-    return (Path(directory) / "ticket.json").exists()
-
-
-def load_ticket(directory) -> Ticket:
-    """Load a ticket directory written by :func:`save_ticket`."""
-    directory = Path(directory)
-    if not is_ticket(directory):
-        raise FileNotFoundError(f"{directory} is not a ticket directory (no ticket.json)")
-    arrays = load_tree(directory / "arrays")
-    return Ticket(arrays["mask"], arrays["params"], arrays.get("batch_stats") or {}, read_json(directory / "ticket.json"))
-
-
-class StateCheckpointer:
-    """The latest train state and ``fit`` progress of an unfinished level."""
-
-    def __init__(self, directory):
-        self.directory = Path(directory)
+    def _open(self) -> ocp.CheckpointManager:
+        if self._manager is None:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=1, enable_async_checkpointing=self.asynchronous, cleanup_tmp_directories=True
+            )
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
+        return self._manager
 
     def save(self, state: Any, progress: dict) -> None:
-        step = int(state.step)
-        save_tree(self.directory / f"step_{step}", state)
-        write_json(self.directory / f"step_{step}.json", progress)
-        write_json(self.directory / "latest.json", {"step": step})
-        for old in self.directory.glob("step_*"):
-            if old.name not in (f"step_{step}", f"step_{step}.json"):
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
-
-    def latest_step(self) -> int | None:
-        latest = self.directory / "latest.json"
-        return int(read_json(latest)["step"]) if latest.exists() else None
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress))
+        self._open().save(int(state.step), args=args, force=True)
 
     def restore(self, target: Any) -> tuple[Any, dict] | None:
-        """``(state, progress)`` of the latest checkpoint, or ``None`` if there is none."""
-        step = self.latest_step()
+        """``(state, progress)`` of the latest checkpoint (``state`` shaped like
+        ``target``), or ``None`` when there is none."""
+        if not self.directory.exists():
+            return None
+        manager = self._open()
+        step = manager.latest_step()
         if step is None:
             return None
-        state = load_tree(self.directory / f"step_{step}", target)
-        return state, read_json(self.directory / f"step_{step}.json")
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore())
+        restored = manager.restore(step, args=args)
+        # Host arrays: the caller places them (replicated over a mesh, possibly across processes).
+        state = jax.tree.unflatten(jax.tree.structure(target), jax.device_get(jax.tree.leaves(restored.state)))
+        return state, dict(restored.progress)
 
-    def save_progress(self, state: Any, progress: FitProgress) -> None:
-        """``fit``'s ``checkpoint_fn``."""
-        self.save(state, progress.to_dict())
-
-    def resume(self, state: Any) -> tuple[Any, FitProgress | None]:
-        """The latest checkpointed state and its ``fit`` progress, or ``(state, None)`` when there is none."""
-        restored = self.restore(state)
-        return (state, None) if restored is None else (restored[0], FitProgress.from_dict(restored[1]))
+    def close(self) -> None:
+        """Wait for pending writes and release the manager."""
+        if self._manager is not None:
+            self._manager.wait_until_finished()
+            self._manager.close()
+            self._manager = None
 
     def clear(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Delete every checkpoint (process 0; a barrier follows)."""
+        self.close()
+        remove_tree(self.directory)
+        sync(f"checkpoints:{self.directory}:clear")

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lth_jax.errors import UserError
 from lth_jax.pytree import named_leaves
 
 Prunable = Callable[[tuple[str, ...], Any], bool]
@@ -80,7 +81,7 @@ def prunable_rule(exclude: Sequence[str] = (), base: Prunable | None = None) -> 
         try:
             compiled.append(re.compile(pattern))
         except re.error as e:
-            raise ValueError(f"exclude pattern {pattern!r} is not a valid regular expression: {e}") from None
+            raise UserError(f"exclude pattern {pattern!r} is not a valid regular expression: {e}") from None
 
     def rule(path: tuple[str, ...], leaf: Any) -> bool:
         if not base(path, leaf):
@@ -96,7 +97,7 @@ def _rule(prunable: Prunable | None) -> Prunable:
     if prunable is None:
         return default_prunable
     if not callable(prunable):
-        raise ValueError(f"prunable must be None or a predicate (path, leaf) -> bool, got {prunable!r}")
+        raise UserError(f"prunable must be None or a predicate (path, leaf) -> bool, got {prunable!r}")
     return prunable
 
 
@@ -107,11 +108,11 @@ def prunable_paths(tree: Any, prunable: Prunable | None = None) -> list[str]:
 
 
 def check_exclude_patterns(params: Any, exclude: Sequence[str]) -> None:
-    """Raise ``ValueError`` if an exclude pattern matches no prunable leaf (a typo)."""
+    """Raise ``UserError`` if an exclude pattern matches no prunable leaf (a typo)."""
     candidates = prunable_paths(params)
     for pattern in exclude:
         if not any(re.search(pattern, c) for c in candidates):
-            raise ValueError(
+            raise UserError(
                 f"exclude pattern {pattern!r} matches no prunable parameter; prunable paths are: "
                 + ", ".join(candidates)
             )
@@ -184,18 +185,18 @@ def count_prunable(tree: Any, prunable: Prunable | None = None) -> int:
 
 def _resolve_count(count: int | None, fraction: float | None, remaining: int) -> int:
     if (count is None) == (fraction is None):
-        raise ValueError(f"give exactly one of count and fraction (got count={count!r}, fraction={fraction!r})")
+        raise UserError(f"give exactly one of count and fraction (got count={count!r}, fraction={fraction!r})")
     if fraction is not None:
         if not 0.0 <= float(fraction) <= 1.0:
-            raise ValueError(f"fraction={fraction!r} is outside [0, 1]")
+            raise UserError(f"fraction={fraction!r} is outside [0, 1]")
         return int(round(float(fraction) * remaining))
     if isinstance(count, bool) or int(count) != count:
-        raise ValueError(f"count={count!r} is not an integer")
+        raise UserError(f"count={count!r} is not an integer")
     count = int(count)
     if count < 0:
-        raise ValueError(f"count={count} is negative")
+        raise UserError(f"count={count} is negative")
     if count > remaining:
-        raise ValueError(f"count={count} exceeds the {remaining} unpruned prunable weights")
+        raise UserError(f"count={count} exceeds the {remaining} unpruned prunable weights")
     return count
 
 
@@ -233,7 +234,7 @@ def _check_finite_order(scores: np.ndarray, paths: list[tuple[str, ...]], sizes:
     offsets = np.cumsum([0] + sizes)
     for path, lo, hi in zip(paths, offsets[:-1], offsets[1:]):
         if np.isnan(scores[lo:hi]).any():
-            raise ValueError(
+            raise UserError(
                 f"params leaf {'/'.join(path)!r} holds NaN at unpruned positions; cannot rank by magnitude "
                 "(did training diverge?)"
             )
@@ -258,7 +259,7 @@ def _pruning_inputs(params: Any, mask: Any, prunable: Prunable | None):
     p_named, treedef = named_leaves(params)
     pool = _pool(params, prunable)
     if not pool:
-        raise ValueError("no prunable parameters (the prunable rule selects no leaf)")
+        raise UserError("no prunable parameters (the prunable rule selects no leaf)")
     return p_named, treedef, jax.tree.leaves(mask), pool
 
 
@@ -314,19 +315,28 @@ def random_mask(mask: Any, key: jax.Array, *, scope: str = "layer", prunable: Pr
     ``scope="layer"`` permutes each prunable leaf's mask within the leaf (every
     layer keeps its count of kept weights: the random-ticket default);
     ``scope="global"`` permutes all prunable entries together (only the total is
-    kept). Non-prunable leaves are returned unchanged.
+    kept). Leaves the rule does not select are returned unchanged.
+
+    In layer scope the permutation of a leaf is drawn with ``fold_in(key, n)``,
+    ``n`` its index among the kernels of the tree (and any other leaf the rule
+    selects), so keeping some layers dense does not change the others' draws.
     """
     if scope not in ("layer", "global"):
-        raise ValueError(f"scope={scope!r} is not one of 'layer', 'global'")
-    leaves, treedef = jax.tree.flatten(mask)
-    pool = _pool(mask, prunable)
+        raise UserError(f"scope={scope!r} is not one of 'layer', 'global'")
+    rule = _rule(prunable)
+    named, treedef = named_leaves(mask)
+    leaves = [leaf for _, leaf in named]
+    pool = [i for i, (path, leaf) in enumerate(named) if rule(path, leaf)]
     if not pool:
-        raise ValueError("no prunable parameters (the prunable rule selects no leaf)")
+        raise UserError("no prunable parameters (the prunable rule selects no leaf)")
     new_leaves = list(leaves)
     if scope == "layer":
-        for n, i in enumerate(pool):
-            flat = jnp.ravel(jnp.asarray(leaves[i], dtype=bool))
-            new_leaves[i] = jax.random.permutation(jax.random.fold_in(key, n), flat).reshape(jnp.shape(leaves[i]))
+        in_pool = set(pool)
+        indexed = [i for i, (path, leaf) in enumerate(named) if i in in_pool or default_prunable(path, leaf)]
+        for n, i in enumerate(indexed):
+            if i in in_pool:
+                flat = jnp.ravel(jnp.asarray(leaves[i], dtype=bool))
+                new_leaves[i] = jax.random.permutation(jax.random.fold_in(key, n), flat).reshape(jnp.shape(leaves[i]))
     else:
         flat = jnp.concatenate([jnp.ravel(jnp.asarray(leaves[i], dtype=bool)) for i in pool])
         flat = jax.random.permutation(key, flat)

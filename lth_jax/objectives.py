@@ -9,11 +9,14 @@ averages are exact. Metrics of multi-task objectives are per task (shape
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from lth_jax.errors import UserError
 
 __all__ = ["Objective", "softmax_classification", "sigmoid_tasks", "softmax_tasks"]
 
@@ -28,6 +31,11 @@ class Objective:
     num_outputs: int | None = None  # logits per example, when fixed by the objective
 
 
+# The factories are cached: equal objectives are the same object, so the jitted
+# steps that close over them are compiled once per process.
+
+
+@functools.lru_cache(maxsize=None)
 def softmax_classification() -> Objective:
     """Softmax cross-entropy with integer labels; accuracy."""
 
@@ -40,11 +48,12 @@ def softmax_classification() -> Objective:
     return Objective("softmax_classification", loss, metrics)
 
 
+@functools.lru_cache(maxsize=None)
 def sigmoid_tasks(num_tasks: int) -> Objective:
     """One logit per binary task; sigmoid cross-entropy averaged over tasks
     (the thesis's Moons+Circles loss). Prediction: logit > 0; accuracy per task."""
     if num_tasks < 1:
-        raise ValueError(f"num_tasks={num_tasks} must be >= 1")
+        raise UserError(f"num_tasks={num_tasks} must be >= 1")
 
     def loss(logits, labels):
         return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype)), axis=-1)
@@ -58,9 +67,14 @@ def sigmoid_tasks(num_tasks: int) -> Objective:
 def softmax_tasks(classes_per_task: Sequence[int]) -> Objective:
     """Logits split into consecutive groups, one softmax per task; cross-entropy
     averaged over tasks (the thesis's MNIST+Fashion loss); accuracy per task."""
-    classes = tuple(int(c) for c in classes_per_task)
+    return _softmax_tasks(tuple(int(c) for c in classes_per_task))
+
+
+@functools.lru_cache(maxsize=None)
+def _softmax_tasks(classes: tuple[int, ...]) -> Objective:
+    classes_per_task = classes
     if not classes or min(classes) < 2:
-        raise ValueError(f"classes_per_task={classes_per_task!r} needs at least one task of >= 2 classes")
+        raise UserError(f"classes_per_task={classes_per_task!r} needs at least one task of >= 2 classes")
     splits = [sum(classes[: i + 1]) for i in range(len(classes) - 1)]
 
     def loss(logits, labels):

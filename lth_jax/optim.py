@@ -13,7 +13,7 @@ Two small optax transformations carry the lottery-ticket needs:
   ``step`` is the train state's global step, passed at update time. The schedule
   therefore does not live in the optimizer state: after late resetting, a fresh
   optimizer state continues the schedule at the rewind step instead of
-  restarting it at 0 (SPEC §1.1).
+  restarting it at 0 (late resetting, Frankle et al. 2019).
 
 Both are ``GradientTransformationExtraArgs``: call
 ``tx.update(grads, opt_state, params, mask=mask, step=step)``.
@@ -22,12 +22,14 @@ Both are ``GradientTransformationExtraArgs``: call
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from lth_jax.errors import UserError
 from lth_jax.masks import apply_mask
 
 __all__ = [
@@ -80,21 +82,21 @@ class OptimizerRecipe:
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
         object.__setattr__(self, "values", tuple(float(v) for v in self.values))
         if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer name={self.name!r} is not one of {', '.join(OPTIMIZERS)}")
+            raise UserError(f"optimizer name={self.name!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+            raise UserError(f"schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate!r} must be > 0")
+            raise UserError(f"learning_rate={self.learning_rate!r} must be > 0")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum={self.momentum!r} is outside [0, 1)")
+            raise UserError(f"momentum={self.momentum!r} is outside [0, 1)")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay!r} must be >= 0")
+            raise UserError(f"weight_decay={self.weight_decay!r} must be >= 0")
         if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs={self.warmup_epochs!r} must be >= 0")
+            raise UserError(f"warmup_epochs={self.warmup_epochs!r} must be >= 0")
         if list(self.milestones) != sorted(self.milestones) or any(m < 0 for m in self.milestones):
-            raise ValueError(f"milestones={self.milestones} must be non-negative and increasing")
+            raise UserError(f"milestones={self.milestones} must be non-negative and increasing")
         if self.schedule == "piecewise" and len(self.values) != len(self.milestones):
-            raise ValueError(
+            raise UserError(
                 f"piecewise schedule needs one value per milestone: milestones={self.milestones}, values={self.values}"
             )
 
@@ -165,8 +167,12 @@ def with_mask(inner: optax.GradientTransformation) -> optax.GradientTransformati
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@functools.lru_cache(maxsize=128)
 def make_optimizer(recipe: OptimizerRecipe, steps_per_epoch: int, total_steps: int) -> optax.GradientTransformationExtraArgs:
-    """The mask-aware optimizer of ``recipe``; update with ``mask=`` and ``step=``."""
+    """The mask-aware optimizer of ``recipe``; update with ``mask=`` and ``step=``.
+
+    Equal recipes give the same (stateless) transformation, so the jitted steps
+    built from it are compiled once per process."""
     parts: list[optax.GradientTransformation] = []
     if recipe.name == "sgd":
         if recipe.weight_decay:

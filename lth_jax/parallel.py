@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lth_jax.errors import UserError
+
 DATA_AXIS = "data"
 
 __all__ = ["DATA_AXIS", "data_mesh", "replicated", "batch_sharding", "put_replicated", "put_batch", "shard_kwargs", "check_batch_size"]
@@ -41,7 +43,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     """Raise ``ValueError`` unless the global batch splits evenly over the mesh."""
     n = mesh.devices.size
     if batch_size % n:
-        raise ValueError(f"batch_size={batch_size} is not divisible by the {n} devices of the mesh")
+        raise UserError(f"batch_size={batch_size} is not divisible by the {n} devices of the mesh")
 
 
 def put_replicated(tree: Any, mesh: Mesh, *, copy: bool = False) -> Any:

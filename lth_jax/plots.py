@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
@@ -23,6 +24,10 @@ __all__ = [
     "plot_split_grid",
     "plot_input_degree",
     "save",
+    "percent_pruned",
+    "log_ticks",
+    "sparsity_axis",
+    "mean_std_curve",
 ]
 
 SHARED = "#555555"
@@ -183,3 +188,57 @@ def plot_input_degree(degrees: Sequence[tuple[str, np.ndarray]], image_shape, ta
             fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return save(fig, path)
+
+
+# --------------------------------------------------------------------------- sparsity axes (transfer report, overlaps)
+
+X_MARGIN = 1.08  # room beyond the extreme fractions remaining on a log axis
+TICK_REACH = 1.5  # the sparse end of an axis reaches on to a round tick this close beyond the sparsest point
+
+
+def percent_pruned(fraction_remaining: float) -> str:
+    """``0.001`` → ``"99.9%"``: the fraction pruned in percent, without trailing zeros."""
+    return np.format_float_positional(round(100 * (1 - fraction_remaining), 4), trim="-") + "%"
+
+
+# (longest span in decades, tick mantissas per decade): fewer ticks on longer axes, so labels never touch
+_TICKS_BY_SPAN = ((1.0, (1, 0.8, 0.5, 0.2)), (2.0, (1, 0.5, 0.2)), (3.5, (1, 0.5)), (np.inf, (1,)))
+
+
+def log_ticks(lowest: float) -> list[float]:
+    """Round tick positions for a log axis from 1 down to a decade past ``lowest``."""
+    decades = np.log10(1 / lowest)
+    mantissas = next(m for span, m in _TICKS_BY_SPAN if decades <= span)
+    return [m * 10.0**-e for e in range(int(decades) + 2) for m in mantissas]
+
+
+def _pruned_ticks(lowest_remaining: float) -> tuple[list[float], float]:
+    """Tick positions (fractions remaining) from 1 down to the sparse end of the axis,
+    and that end: just past ``lowest_remaining``, or on the next round tick when it
+    is near (so that 0.8**30 = 0.0012 remaining ends on the 99.9% tick)."""
+    candidates = log_ticks(lowest_remaining)
+    beyond = max(t for t in candidates if t < lowest_remaining)
+    end = lowest_remaining / X_MARGIN
+    if lowest_remaining / beyond <= TICK_REACH:
+        end = min(end, beyond)
+    return [t for t in candidates if t >= end], end
+
+
+def sparsity_axis(ax, fractions_remaining: Iterable[float]) -> None:
+    """Log scale in the fraction remaining, dense on the left, ticks in percent pruned."""
+    ticks, end = _pruned_ticks(min(fractions_remaining))
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [percent_pruned(t) for t in ticks], fontsize=9)
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.set_xlim(X_MARGIN, end)  # left > right: sparsity grows to the right
+    ax.set_xlabel("weights pruned (log scale in the fraction remaining)")
+
+
+def mean_std_curve(ax, points: Sequence[dict], *, mean: str, std: str, scale: float = 1.0, **style) -> None:
+    """Mean against fraction remaining, with a ± std band in the line's colour."""
+    points = sorted(points, key=lambda p: -p["fraction_remaining"])
+    x = np.array([p["fraction_remaining"] for p in points])
+    y = scale * np.array([p[mean] for p in points])
+    spread = scale * np.array([p[std] for p in points])
+    (line,) = ax.plot(x, y, marker="o", ms=3, **style)
+    ax.fill_between(x, y - spread, y + spread, color=line.get_color(), alpha=0.15, lw=0)

@@ -1,4 +1,12 @@
-"""Run directories: atomic JSON, JSON lines, run configs."""
+"""Run directories: atomic JSON and JSON lines, on a local disk or ``gs://``.
+
+Paths go through ``etils.epath``. Every write goes to a temporary file beside
+its target and is renamed over it, so a reader sees the old file or the new
+one, never half of one; :func:`remove_temporaries` clears what an interrupted
+write left behind. With several JAX processes (multi-host) only process 0
+writes or deletes; :func:`sync` is the barrier after which every process sees
+what it wrote.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,26 @@ import json
 import os
 import platform
 import sys
-import tempfile
+import uuid
 from importlib import metadata
-from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["write_json", "read_json", "write_jsonl", "read_jsonl", "package_versions", "environment"]
+from etils import epath
+
+__all__ = [
+    "write_json",
+    "read_json",
+    "write_jsonl",
+    "read_jsonl",
+    "is_writer",
+    "sync",
+    "remove_tree",
+    "remove_temporaries",
+    "package_versions",
+    "environment",
+]
+
+TEMPORARY_SUFFIX = ".tmp"
 
 
 def _json_default(value):
@@ -23,32 +45,59 @@ def _json_default(value):
         return value.tolist()
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file in the same directory, then rename over ``path``.
-
-    With several JAX processes (multi-host), only process 0 writes.
-    """
+def is_writer() -> bool:
+    """Whether this process writes files (process 0 of a multi-host run, or the only one)."""
     import jax
 
-    if jax.process_index() != 0:
+    return jax.process_index() == 0
+
+
+def sync(name: str) -> None:
+    """A barrier over all JAX processes (nothing with one process)."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _local(path: epath.Path) -> bool:
+    return "://" not in os.fspath(path)
+
+
+def _replace(tmp: epath.Path, path: epath.Path) -> None:
+    """The commit of an atomic write: rename the finished temporary over ``path``."""
+    if _local(path):
+        os.replace(os.fspath(tmp), os.fspath(path))
+    else:
+        tmp.rename(path)
+
+
+def _write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary beside ``path``, then rename it over ``path`` (process 0 only)."""
+    if not is_writer():
         return
-    path = Path(path)
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}"
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if _local(path):
+            with open(os.fspath(tmp), "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            tmp.write_text(text)
+        _replace(tmp, path)
+    except Exception:  # a failed write leaves nothing behind; a killed one, a temporary that remove_temporaries clears
+        if tmp.exists():
+            tmp.unlink()
         raise
 
 
@@ -58,8 +107,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(epath.Path(path).read_text())
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
@@ -68,8 +116,26 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in epath.Path(path).read_text().splitlines() if line.strip()]
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Delete a file or directory tree if it exists (process 0 only; follow with :func:`sync`)."""
+    path = epath.Path(path)
+    if is_writer() and path.exists():
+        path.rmtree() if path.is_dir() else path.unlink()
+
+
+def remove_temporaries(directory: str | os.PathLike) -> None:
+    """Delete what interrupted writes left directly in ``directory``: our ``.*.tmp``
+    files and orbax's ``*.orbax-checkpoint-tmp-*`` directories (process 0 only)."""
+    directory = epath.Path(directory)
+    if not is_writer() or not directory.is_dir():
+        return
+    for child in directory.iterdir():
+        name = child.name
+        if (name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)) or ".orbax-checkpoint-tmp-" in name:
+            remove_tree(child)
 
 
 def package_versions() -> dict:

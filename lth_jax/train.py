@@ -1,4 +1,4 @@
-"""Mask-aware training: the train state, jitted data-parallel steps, and ``fit``.
+"""Mask-aware training: the train state, jitted data-parallel steps, the recipe.
 
 The masking contract (DESIGN.md): the loss is computed on ``apply_mask(params,
 mask)``, so gradients at pruned positions are exactly zero; the optimizer from
@@ -7,17 +7,16 @@ and is an argument of the jitted step, never a constant of it: changing it
 between pruning levels does not recompile.
 
 Models follow the zoo's convention ``model.apply(variables, x, train=bool)``;
-BatchNorm statistics live in the ``batch_stats`` collection.
+BatchNorm statistics live in the ``batch_stats`` collection. The training loop
+that drives these steps is :mod:`lth_jax.loop`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import re
-import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.struct
 import jax
@@ -26,6 +25,7 @@ import numpy as np
 import optax
 
 from lth_jax import parallel
+from lth_jax.errors import UserError
 from lth_jax.masks import apply_mask, check_mask, init_mask
 from lth_jax.objectives import Objective
 from lth_jax.optim import OptimizerRecipe
@@ -33,9 +33,6 @@ from lth_jax.optim import OptimizerRecipe
 __all__ = [
     "TrainState",
     "TrainConfig",
-    "RewindState",
-    "FitProgress",
-    "FitResult",
     "init_variables",
     "create_train_state",
     "model_apply",
@@ -44,9 +41,9 @@ __all__ = [
     "make_train_step",
     "make_eval_step",
     "evaluate",
-    "early_stopping_update",
     "parse_steps",
-    "fit",
+    "sum_trees",
+    "averages",
 ]
 
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
@@ -71,21 +68,28 @@ class TrainState:
     rng: jax.Array
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _init(model, key, x):
+    params_key, dropout_key = jax.random.split(key)
+    return model.init({"params": params_key, "dropout": dropout_key}, x, train=False)
+
+
 def init_variables(model, key: jax.Array, example_x) -> tuple[Any, Any]:
     """``(params, batch_stats)`` of ``model`` initialised with ``key`` on an example batch.
 
-    Initialization is one jitted program, drawn with the classic (non-partitionable)
-    threefry stream: on CPU, JAX's default partitionable threefry costs about a
-    second of compilation per distinct parameter shape (10 s for a narrow VGG-11,
-    2 s this way). Scoped to this call; no global setting changes.
+    Initialization is one jitted program per model (compiled once per process),
+    drawn with the classic (non-partitionable) threefry stream: on CPU, JAX's
+    default partitionable threefry costs about a second of compilation per
+    distinct parameter shape (10 s for a narrow VGG-11, 2 s this way). Scoped to
+    this call; no global setting changes.
     """
-
-    def init(key, x):
-        params_key, dropout_key = jax.random.split(key)
-        return model.init({"params": params_key, "dropout": dropout_key}, x, train=False)
-
+    try:
+        hash(model)
+        init = _init
+    except TypeError:  # a module with unhashable attributes (lists): compiled for this call
+        init = jax.jit(_init.__wrapped__, static_argnums=0)
     with jax.threefry_partitionable(False):
-        variables = jax.jit(init)(key, jnp.asarray(example_x))
+        variables = init(model, key, jnp.asarray(example_x))
     return variables["params"], variables.get("batch_stats", {})
 
 
@@ -194,6 +198,23 @@ def eval_step(state: TrainState, batch: dict, *, model, objective: Objective, pr
     return _weighted_sums(objective, logits, batch["y"], _weight(batch), objective.loss(logits, batch["y"]))
 
 
+def memoize(fn):
+    """``fn`` with its results cached for hashable arguments (built programs: equal
+    arguments give the same jitted function, compiled once per process)."""
+    cached = functools.lru_cache(maxsize=64)(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            hash((args, tuple(sorted(kwargs.items()))))
+        except TypeError:  # e.g. a model with a list attribute
+            return fn(*args, **kwargs)
+        return cached(*args, **kwargs)
+
+    return call
+
+
+@memoize
 def make_train_step(
     model,
     tx,
@@ -210,7 +231,8 @@ def make_train_step(
     ``donate=True`` lets XLA reuse the input state's buffers (less memory); the
     arrays of the state passed in are then deleted, so only use it where nothing
     else holds them (``fit`` copies its input state first). ``mask_forward``: see
-    :func:`train_step`.
+    :func:`train_step`. Equal arguments give the same jitted function (compiled
+    once per process): a run, its resume and every level share it.
     """
     mesh = parallel.data_mesh() if mesh is None else mesh
     rep, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
@@ -220,6 +242,7 @@ def make_train_step(
     return jax.jit(fn, in_shardings=(rep, sharded), out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
 
 
+@memoize
 def make_eval_step(model, objective: Objective, *, mesh=None, preprocess: Preprocess | None = None):
     """``eval_step`` jitted for ``mesh`` (default: all devices)."""
     mesh = parallel.data_mesh() if mesh is None else mesh
@@ -228,7 +251,7 @@ def make_eval_step(model, objective: Objective, *, mesh=None, preprocess: Prepro
     return jax.jit(fn, in_shardings=(rep, sharded), out_shardings=rep)
 
 
-# --------------------------------------------------------------------------- fit
+# --------------------------------------------------------------------------- the recipe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,7 +263,7 @@ class TrainConfig:
       batch_size: global batch size (split over the devices).
       optimizer: the optimizer and its learning-rate schedule.
       eval_every_epochs: evaluate on the eval set every this many epochs (and at the end).
-      early_stopping_patience: the thesis rule (SPEC §2.2) on the mean eval loss:
+      early_stopping_patience: the thesis's rule on the mean eval loss:
         a new minimum resets a counter, any other epoch increments it, training
         stops when it reaches the patience. No restore of the best weights.
         ``None`` trains all epochs. Needs ``eval_every_epochs == 1``.
@@ -248,8 +271,9 @@ class TrainConfig:
         weight-0 examples (use it with BatchNorm: padding enters batch statistics).
       data_seed: seed of the epoch order.
       log_every_epochs: print a progress line every this many epochs (0: quiet).
-      checkpoint_every_epochs / checkpoint_every_seconds: how often ``fit`` calls
-        its checkpoint function (0: never by that criterion).
+      checkpoint_every_epochs / checkpoint_every_seconds: how often the training
+        loop writes a checkpoint (0: never by that criterion).
+      checkpoint_async: write checkpoints in the background.
     """
 
     epochs: int
@@ -262,18 +286,19 @@ class TrainConfig:
     log_every_epochs: int = 1
     checkpoint_every_epochs: int = 0
     checkpoint_every_seconds: float = 600.0
+    checkpoint_async: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_every_epochs"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be >= 1")
+                raise UserError(f"{name}={getattr(self, name)!r} must be >= 1")
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:
-                raise ValueError(f"early_stopping_patience={self.early_stopping_patience!r} must be >= 1 or None")
+                raise UserError(f"early_stopping_patience={self.early_stopping_patience!r} must be >= 1 or None")
             if self.eval_every_epochs != 1:
-                raise ValueError("early stopping evaluates every epoch: set eval_every_epochs=1")
+                raise UserError("early stopping evaluates every epoch: set eval_every_epochs=1")
         if self.log_every_epochs < 0 or self.checkpoint_every_epochs < 0 or self.checkpoint_every_seconds < 0:
-            raise ValueError("log_every_epochs, checkpoint_every_epochs and checkpoint_every_seconds must be >= 0")
+            raise UserError("log_every_epochs, checkpoint_every_epochs and checkpoint_every_seconds must be >= 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -292,71 +317,14 @@ def parse_steps(spec: int | str, steps_per_epoch: int) -> int:
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(ep|it)?\s*", str(spec))
         if not match:
-            raise ValueError(f"step spec {spec!r} is not a step count, 'Nit' or 'Nep' (e.g. 0, 500it, 1ep)")
+            raise UserError(f"step spec {spec!r} is not a step count, 'Nit' or 'Nep' (e.g. 0, 500it, 1ep)")
         value, unit = float(match.group(1)), match.group(2) or "it"
         if unit == "it" and not value.is_integer():
-            raise ValueError(f"step spec {spec!r}: iterations must be a whole number")
+            raise UserError(f"step spec {spec!r}: iterations must be a whole number")
         steps = int(value) if unit == "it" else int(round(value * steps_per_epoch))
     if steps < 0:
-        raise ValueError(f"step spec {spec!r} is negative")
+        raise UserError(f"step spec {spec!r} is negative")
     return steps
-
-
-def early_stopping_update(best, counter, loss, patience):
-    """One epoch of the thesis rule: ``(best, counter, stop)``; works on floats and arrays."""
-    improved = loss < best
-    best = jnp.where(improved, loss, best)
-    counter = jnp.where(improved, 0, counter + 1)
-    return best, counter, counter >= patience
-
-
-@dataclasses.dataclass
-class RewindState:
-    """Host copy of the weights and batch statistics at the rewind step."""
-
-    step: int
-    params: Any
-    batch_stats: Any
-
-
-@dataclasses.dataclass
-class FitProgress:
-    """Bookkeeping of ``fit`` that a checkpoint must carry to resume exactly."""
-
-    history: list = dataclasses.field(default_factory=list)
-    best_loss: float = math.inf
-    patience_counter: int = 0
-    stopped_early: bool = False
-
-    def to_dict(self) -> dict:
-        return {
-            "history": self.history,
-            "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
-            "patience_counter": self.patience_counter,
-            "stopped_early": self.stopped_early,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FitProgress":
-        best = d.get("best_loss")
-        return cls(list(d.get("history", [])), math.inf if best is None else float(best), int(d.get("patience_counter", 0)), bool(d.get("stopped_early", False)))
-
-
-@dataclasses.dataclass
-class FitResult:
-    state: TrainState
-    progress: FitProgress
-    rewind: RewindState | None
-
-    @property
-    def history(self) -> list:
-        return self.progress.history
-
-    @property
-    def final(self) -> dict:
-        """The last evaluated epoch's record."""
-        evaluated = [r for r in self.progress.history if r.get("evaluated")]
-        return evaluated[-1] if evaluated else {}
 
 
 def _to_python(value):
@@ -369,167 +337,15 @@ def averages(sums: dict, prefix: str) -> dict:
     return {f"{prefix}_{k}": _to_python(np.asarray(v) / max(count, 1.0)) for k, v in sums.items() if k != "count"}
 
 
-def _sum_trees(trees: Sequence[dict]) -> dict:
+def sum_trees(trees: Sequence[dict]) -> dict:
     """Elementwise sum of metric-sum trees (waits for the devices)."""
     return jax.tree.map(lambda *xs: np.sum(np.stack(xs), axis=0), *jax.device_get(list(trees)))
 
 
-def evaluate(state: TrainState, eval_step_fn, data, batch_size: int, mesh=None, prefix: str = "test") -> dict:
-    """Mean loss and metrics of ``state`` over all of ``data`` (``{prefix}_loss``, ...)."""
+def evaluate(state: TrainState, eval_step_fn, data, batch_size: int, mesh=None, prefix: str = "test", *, sums_only: bool = False) -> dict:
+    """Mean loss and metrics of ``state`` over all of ``data`` (``{prefix}_loss``, ...);
+    ``sums_only``: the weighted sums and ``count`` instead."""
     mesh = parallel.data_mesh() if mesh is None else mesh
     parallel.check_batch_size(batch_size, mesh)
-    sums = [eval_step_fn(state, parallel.put_batch(b, mesh)) for b in data.batches(batch_size, **parallel.shard_kwargs())]
-    return averages(_sum_trees(sums), prefix)
-
-
-def _format_value(value) -> str:
-    if isinstance(value, list):
-        return "/".join(f"{v:.4f}" for v in value)
-    return f"{value:.4f}"
-
-
-def format_record(record: dict, prefix: str = "") -> str:
-    """One progress line of an epoch record."""
-    parts = [prefix] if prefix else []
-    parts.append(f"epoch {record['epoch']:>4d}")
-    parts.append(f"step {record['step']:>7d}")
-    for key, value in record.items():
-        if key.endswith(("_loss", "_accuracy")):
-            parts.append(f"{key} {_format_value(value)}")
-    parts.append(f"{record['examples_per_second']:,.0f} ex/s")
-    return "  ".join(parts)
-
-
-def is_eval_epoch(config: TrainConfig, epoch: int, step: int, total_steps: int) -> bool:
-    """Whether the epoch ending at ``step`` (``epoch`` counted from 1) is evaluated."""
-    return epoch % config.eval_every_epochs == 0 or step == total_steps
-
-
-def close_epoch(
-    progress: FitProgress,
-    record: dict,
-    config: TrainConfig,
-    *,
-    eval_metrics: dict | None,
-    eval_name: str,
-    total_steps: int,
-) -> None:
-    """Add the eval metrics to ``record``, apply early stopping, append it to the history."""
-    if eval_metrics is not None:
-        record.update(eval_metrics)
-        record["evaluated"] = True
-        if config.early_stopping_patience is not None:
-            best, counter, stop = early_stopping_update(
-                progress.best_loss, progress.patience_counter, record[f"{eval_name}_loss"], config.early_stopping_patience
-            )
-            progress.best_loss, progress.patience_counter = float(best), int(counter)
-            progress.stopped_early = bool(stop) and record["step"] < total_steps
-    progress.history.append(record)
-
-
-def train_record(epoch: int, step: int, train_totals: dict, seconds: float) -> dict:
-    """An epoch record from the summed training metrics and the epoch's wall time."""
-    record = {"epoch": epoch, "step": step, **averages(train_totals, "train")}
-    record["examples_per_second"] = float(train_totals["count"]) / max(seconds, 1e-9)
-    return record
-
-
-class CheckpointClock:
-    """When ``fit`` writes a checkpoint: every N epochs and/or every S seconds."""
-
-    def __init__(self, config: TrainConfig):
-        self.config = config
-        self.last = time.monotonic()
-
-    def due(self, epoch: int) -> bool:
-        by_epochs = self.config.checkpoint_every_epochs and epoch % self.config.checkpoint_every_epochs == 0
-        by_time = self.config.checkpoint_every_seconds and time.monotonic() - self.last >= self.config.checkpoint_every_seconds
-        return bool(by_epochs or by_time)
-
-    def mark(self) -> None:
-        self.last = time.monotonic()
-
-
-def wants_log(config: TrainConfig, epoch: int, step: int, total_steps: int) -> bool:
-    return bool(config.log_every_epochs) and (epoch % config.log_every_epochs == 0 or step == total_steps)
-
-
-def fit(
-    state: TrainState,
-    *,
-    train_step_fn,
-    eval_step_fn,
-    train_data,
-    eval_data,
-    config: TrainConfig,
-    mesh=None,
-    data_seed=None,
-    rewind_step: int | None = None,
-    on_rewind: Callable[[RewindState], None] | None = None,
-    hooks: Iterable[Callable[[TrainState, dict], None]] = (),
-    checkpoint_fn: Callable[[TrainState, FitProgress], None] | None = None,
-    progress: FitProgress | None = None,
-    eval_name: str = "test",
-    log_prefix: str = "",
-    log_fn: Callable[[str], None] = print,
-) -> FitResult:
-    """Train ``state`` from its step to the end of the schedule (``config.epochs``).
-
-    Evaluates every ``config.eval_every_epochs`` epochs, applies early stopping if
-    configured, captures the weights and batch statistics at ``rewind_step``
-    (passed to ``on_rewind`` and returned), calls ``checkpoint_fn(state,
-    progress)`` when a checkpoint is due and ``hooks(state, record)`` after every
-    epoch. The epoch order comes from ``data_seed`` (default
-    ``config.data_seed``; an int or a tuple of ints). Resumes mid-epoch from any
-    step: pass the restored state and ``progress``.
-    """
-    mesh = parallel.data_mesh() if mesh is None else mesh
-    parallel.check_batch_size(config.batch_size, mesh)
-    data_seed = config.data_seed if data_seed is None else data_seed
-    steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
-    total_steps = config.epochs * steps_per_epoch
-    progress = FitProgress() if progress is None else progress
-    step = int(state.step)
-    if step > total_steps:
-        raise ValueError(f"the state is at step {step}, past the end of the schedule ({total_steps} steps)")
-    if rewind_step is not None and not 0 <= rewind_step <= total_steps:
-        raise ValueError(f"rewind_step={rewind_step} is outside the schedule [0, {total_steps}]")
-    hooks = list(hooks)
-    # Pruned weights are 0 from here on (steps with mask_forward=False rely on it),
-    # and the state is a copy: steps may donate it without deleting the caller's arrays.
-    state = parallel.put_replicated(state.replace(params=apply_mask(state.params, state.mask)), mesh, copy=True)
-    rewind = None
-
-    def capture(s: TrainState) -> RewindState:
-        captured = RewindState(int(s.step), *jax.device_get((s.params, s.batch_stats)))
-        if on_rewind is not None:
-            on_rewind(captured)
-        return captured
-
-    if rewind_step is not None and step == rewind_step:
-        rewind = capture(state)
-    clock = CheckpointClock(config)
-    while step < total_steps and not progress.stopped_early:
-        epoch, start = divmod(step, steps_per_epoch)
-        started = time.perf_counter()
-        sums = []
-        for batch in train_data.batches(
-            config.batch_size, seed=data_seed, epoch=epoch, start=start, drop_remainder=config.drop_remainder, **parallel.shard_kwargs()
-        ):
-            state, batch_sums = train_step_fn(state, parallel.put_batch(batch, mesh))
-            sums.append(batch_sums)
-            step += 1
-            if step == rewind_step:
-                rewind = capture(state)
-        record = train_record(epoch + 1, step, _sum_trees(sums), time.perf_counter() - started)
-        evaluated = is_eval_epoch(config, epoch + 1, step, total_steps)
-        eval_metrics = evaluate(state, eval_step_fn, eval_data, config.batch_size, mesh, prefix=eval_name) if evaluated else None
-        close_epoch(progress, record, config, eval_metrics=eval_metrics, eval_name=eval_name, total_steps=total_steps)
-        if wants_log(config, epoch + 1, step, total_steps):
-            log_fn(format_record(record, log_prefix))
-        if checkpoint_fn is not None and step < total_steps and not progress.stopped_early and clock.due(epoch + 1):
-            checkpoint_fn(state, progress)  # before the hooks: a failing hook loses no work
-            clock.mark()
-        for hook in hooks:
-            hook(state, record)
-    return FitResult(state, progress, rewind)
+    sums = sum_trees([eval_step_fn(state, parallel.put_batch(b, mesh)) for b in data.batches(batch_size, **parallel.shard_kwargs())])
+    return sums if sums_only else averages(sums, prefix)

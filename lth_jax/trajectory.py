@@ -1,4 +1,4 @@
-"""Pruning trajectories and the thesis's network extension (SPEC §2.4-2.5).
+"""Pruning trajectories, the pruning plan of an IMP run, and the thesis's network extension.
 
 Notation: ``T0`` prunable weights, ``p`` the rate per level, ``L`` levels, ``T_L``
 the weights left after ``L`` levels. The correct relations are
@@ -13,11 +13,15 @@ Rounding uses Python's ``round`` (ties to even), as the thesis code does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from typing import Sequence
 
+from lth_jax.errors import UserError
+
 __all__ = [
+    "PruningPlan",
     "trajectory",
     "rate_for_target",
     "levels_for_target",
@@ -34,24 +38,24 @@ _EPS = 1e-9
 def _check_int(name: str, value, minimum: int) -> int:
     integral = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not integral:
-        raise ValueError(f"{name}={value!r} is not an integer")
+        raise UserError(f"{name}={value!r} is not an integer")
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}")
+        raise UserError(f"{name}={value} must be >= {minimum}")
     return value
 
 
 def _check_rate(rate) -> float:
     rate = float(rate)
     if not 0.0 < rate < 1.0:
-        raise ValueError(f"rate={rate!r} is outside the open interval (0, 1)")
+        raise UserError(f"rate={rate!r} is outside the open interval (0, 1)")
     return rate
 
 
 def _check_target(total: int, target) -> int:
     target = _check_int("target", target, 0)
     if target > total:
-        raise ValueError(f"target={target} is above the total of {total} prunable weights")
+        raise UserError(f"target={target} is above the total of {total} prunable weights")
     return target
 
 
@@ -70,7 +74,7 @@ def levels_for_target(total: int, target: int, rate: float) -> int:
     target = _check_target(total, target)
     rate = _check_rate(rate)
     if target == 0:
-        raise ValueError("target=0 cannot be reached by pruning a fraction per level; give levels instead")
+        raise UserError("target=0 cannot be reached by pruning a fraction per level; give levels instead")
     return max(0, math.ceil((math.log(target) - math.log(total)) / math.log(1.0 - rate) - _EPS))
 
 
@@ -93,7 +97,7 @@ def trajectory(total: int, *, rate: float | None = None, levels: int | None = No
     total = _check_int("total", total, 1)
     given = {k: v for k, v in (("rate", rate), ("levels", levels), ("target", target)) if v is not None}
     if len(given) != 2:
-        raise ValueError(f"give exactly two of rate, levels, target (got {sorted(given) or 'none'})")
+        raise UserError(f"give exactly two of rate, levels, target (got {sorted(given) or 'none'})")
     if rate is not None:
         rate = _check_rate(rate)
     if levels is not None:
@@ -104,7 +108,7 @@ def trajectory(total: int, *, rate: float | None = None, levels: int | None = No
     if target is not None and levels is not None:
         if levels == 0:
             if target != total:
-                raise ValueError(f"levels=0 cannot reach target={target} from {total} weights")
+                raise UserError(f"levels=0 cannot reach target={target} from {total} weights")
             return [total]
         rate = rate_for_target(total, target, levels)
         counts = [int(round(total * (1.0 - rate) ** level)) for level in range(levels)]
@@ -123,12 +127,12 @@ def trajectory(total: int, *, rate: float | None = None, levels: int | None = No
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(shape)
     if len(shape) < 3:
-        raise ValueError(f"shape={shape} needs an input size, at least one hidden width and an output size")
+        raise UserError(f"shape={shape} needs an input size, at least one hidden width and an output size")
     for size in shape:
         _check_int("layer size", size, 1)
     hidden = shape[1:-1]
     if len(set(hidden)) != 1:
-        raise ValueError(f"shape={shape}: the network extension needs equal hidden widths, got {hidden}")
+        raise UserError(f"shape={shape}: the network extension needs equal hidden widths, got {hidden}")
     return tuple(int(s) for s in shape)
 
 
@@ -170,3 +174,60 @@ def extension_trajectory(base_shape: Sequence[int], level: int, rate: float = 0.
     shape ``E − j``; it is trained ``E + 1`` times."""
     level = _check_int("level", level, 0)
     return [weight_count(extension_shape(base_shape, e, rate)) for e in range(level, -1, -1)]
+
+
+SCOPES = ("global", "layerwise")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningPlan:
+    """How many weights each level keeps.
+
+    Give two of ``rate``, ``levels``, ``target`` (see :func:`lth_jax.trajectory.trajectory`),
+    or ``counts``: an explicit trajectory ``[T0, T1, ..., T_L]`` of prunable weights
+    remaining (``T0`` must be the model's prunable total), e.g. the thesis's
+    network extension. ``scope="global"`` ranks all prunable weights together and
+    follows the trajectory exactly; ``"layerwise"`` removes the same fraction
+    from every layer (counts then follow per-layer rounding). ``exclude`` holds
+    regular expressions of prunable paths to keep dense (e.g. ``"^output/"``).
+    """
+
+    rate: float | None = None
+    levels: int | None = None
+    target: int | None = None
+    counts: tuple[int, ...] | None = None
+    scope: str = "global"
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "exclude", tuple([self.exclude] if isinstance(self.exclude, str) else self.exclude))
+        if self.scope not in SCOPES:
+            raise UserError(f"scope={self.scope!r} is not one of {', '.join(SCOPES)}")
+        if self.counts is not None:
+            counts = tuple(int(c) for c in self.counts)
+            object.__setattr__(self, "counts", counts)
+            if any(v is not None for v in (self.rate, self.levels, self.target)):
+                raise UserError("give either counts or two of rate, levels, target, not both")
+            if not counts or min(counts) < 0 or any(b > a for a, b in zip(counts, counts[1:])):
+                raise UserError(f"counts={list(counts)} must be non-negative and non-increasing")
+            if self.scope == "layerwise":
+                raise UserError("an explicit counts trajectory needs scope='global' (layerwise pruning prunes fractions)")
+        elif self.levels is not None and self.levels < 0:
+            raise UserError(f"levels={self.levels} is negative")
+
+    def trajectory(self, total: int) -> list[int]:
+        """Prunable weights remaining after each level, starting from ``total``."""
+        if self.counts is not None:
+            if self.counts[0] != total:
+                raise UserError(f"counts start at {self.counts[0]} but the model has {total} prunable weights")
+            return list(self.counts)
+        return trajectory(total, rate=self.rate, levels=self.levels, target=self.target)
+
+    def layerwise_fraction(self, total: int) -> float:
+        """The per-layer fraction pruned at each level in layerwise scope."""
+        if self.rate is not None:
+            return float(self.rate)
+        return rate_for_target(total, self.target, self.levels)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,204 +1,416 @@
-"""Transferring tickets to other datasets and optimizers; random tickets (SPEC §1.2, §1.3).
+"""Transferring winning tickets across datasets and optimizers (Morcos et al. 2019).
 
-A ticket found on a *source* (dataset, optimizer) is trained on a *target*:
+:func:`run_transfer_study` chains stages (:mod:`lth_jax.stage`), each read back
+when done and continued from its last checkpoint when interrupted:
 
-- :func:`transfer_ticket` builds the target's start: the source's late-reset
-  weights and mask (``θ_k ⊙ m``) and its batch statistics at step ``k``. When the
-  class counts differ the output layer is replaced by the target model's freshly
-  initialised one (dense by default, or pruned to the ticket's sparsity); when
-  they match the source head is kept (or re-initialised on request).
-- :func:`random_ticket` is the baseline: a random mask with the winning ticket's
-  per-layer counts (or only its total count) applied to a fresh, independent
-  initialization; the permutation starts from the *unmasked* fresh weights, so
-  no weight is pruned twice.
-- :func:`train_ticket` trains a start ticket with a recipe, resumably.
+1. **source**: IMP with late resetting on the source dataset with the source
+   optimizer (:func:`lth_jax.find_ticket.find_ticket`), one run per seed, or the
+   tickets of an existing workdir (``source_workdir``);
+2. **transfer**: per target, seed and level, the source ticket
+   (:func:`lth_jax.tickets.transfer_ticket`) and, with the ``random`` baseline, a
+   random ticket of the same per-layer sparsity on a fresh initialization
+   (:func:`lth_jax.tickets.random_ticket`), each trained with the target's recipe
+   from step 0 to the end of its schedule (:func:`train_ticket`);
+3. **target**: per target and seed, an IMP run on the target with the target's
+   recipe. Its level 0 is the dense baseline; with the ``target_own`` baseline
+   it goes on to the deepest transferred level, giving the target's own tickets.
 
-A ticket that does not fit the target model fails with the first mismatching
-parameter path and both shapes (:func:`check_fits`). Inputs are adapted by the
-data side (:func:`lth_jax.data.registry.adapt_images`: gray → 3 channels,
-padding) to the model input the ticket was found with.
+Every setting is checked before anything trains: the recipes, every stage's
+recorded settings (a stage made with another head rule, random scope or target
+recipe is refused, naming the setting) and whether the source model fits every
+target model. All rows of one target count their weights with the target's
+prunable rule, so their ``fraction_remaining`` share one denominator.
+
+Layout of ``workdir``::
+
+    config.json  metrics.jsonl  summary.json
+    source/<source>_<optimizer>/seed_<s>/         find_ticket workdirs (unless source_workdir)
+    target/<target>_<optimizer>/seed_<s>/         find_ticket workdirs: dense and target-own tickets
+    transfer/<source>_<opt>__<target>_<opt>/seed_<s>/{winning,random}_level_XX/   stages
+
+``metrics.jsonl`` has one row per trained ticket (keys in :data:`lth_jax.report.ROW_KEYS`);
+rows of earlier invocations that this one does not produce are kept.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-from typing import Any, Callable
+import dataclasses
+import os
+from typing import Any, Callable, Sequence
 
 import jax
-import numpy as np
+import ml_collections
+from etils import epath
+from ml_collections import config_dict
 
-from lth_jax import masks as mask_lib
-from lth_jax.checkpoint import StateCheckpointer, Ticket, is_ticket, save_ticket
-from lth_jax.imp import level_record
-from lth_jax.optim import make_optimizer
-from lth_jax.pytree import named_leaves
-from lth_jax.results import read_json, write_json, write_jsonl
-from lth_jax.train import TrainConfig, create_train_state
-from lth_jax.trainers import ReplicaRun, SequentialTrainer
+from lth_jax import objectives
+from lth_jax.data.registry import ImageData, get_spec
+from lth_jax.errors import UserError
+from lth_jax.find_ticket import (
+    OPTIMIZER_PRESETS,
+    abstract_params,
+    build_model,
+    check_find_ticket,
+    find_ticket,
+    load_data,
+    planned_trajectory,
+    preprocess_fn,
+    recipe_settings,
+    train_config,
+    with_optimizer,
+)
+from lth_jax.report import StudyMetrics, aggregate, study_row
+from lth_jax.results import environment, read_json, remove_temporaries, write_json
+from lth_jax.rng import Streams
+from lth_jax.stage import Stage
+from lth_jax.tickets import (
+    Ticket,
+    TicketTrainer,
+    check_fits,
+    is_imp_run,
+    level_ticket_dir,
+    load_ticket,
+    random_ticket,
+    ticket_levels,
+    ticket_trainer,
+    train_ticket,
+    transfer_ticket,
+)
+from lth_jax.train import init_variables
 
-__all__ = [
-    "HEAD",
-    "ticket_levels",
-    "level_ticket_dir",
-    "check_fits",
-    "transfer_ticket",
-    "random_ticket",
-    "ticket_trainer",
-    "train_ticket",
-]
+__all__ = ["TransferStudy", "BASELINES", "run_transfer_study", "default_config", "run"]
 
-HEAD = "fc"  # the output layer's name in every model of the zoo
-
-
-def ticket_levels(run_dir: str | Path) -> list[int]:
-    """The levels of an IMP workdir (``run_imp`` / ``find_ticket``) that hold a complete ticket."""
-    return sorted(int(p.parent.parent.name.split("_")[1]) for p in Path(run_dir).glob("level_*/ticket/ticket.json"))
-
-
-def level_ticket_dir(run_dir: str | Path, level: int) -> Path:
-    """The ticket directory of ``level`` in an IMP workdir; a ``ValueError`` lists the levels there are."""
-    directory = Path(run_dir) / f"level_{level:02d}" / "ticket"
-    if not is_ticket(directory):
-        levels = ticket_levels(run_dir)
-        there = ", ".join(map(str, levels)) if levels else "none"
-        raise ValueError(f"level {level} has no ticket in {run_dir}; levels with a ticket: {there}")
-    return directory
-
-
-def _is_head(path: tuple[str, ...], head: str) -> bool:
-    return bool(path) and path[0] == head
-
-
-def check_fits(ticket_params: Any, target_params: Any, *, skip: Callable[[tuple[str, ...]], bool] = lambda path: False) -> None:
-    """Raise ``ValueError`` naming the first parameter path (in the target's order)
-    where the ticket does not fit the target model: missing on one side, or of
-    another shape. Paths for which ``skip(path)`` is true are not compared."""
-    ticket = {p: np.shape(x) for p, x in named_leaves(ticket_params)[0] if not skip(p)}
-    target = {p: np.shape(x) for p, x in named_leaves(target_params)[0] if not skip(p)}
-    for path, shape in target.items():
-        name = "/".join(path)
-        if path not in ticket:
-            raise ValueError(f"the ticket does not fit the target model: the target has {name} {shape}, the ticket has no such parameter")
-        if ticket[path] != shape:
-            raise ValueError(f"the ticket does not fit the target model: {name} is {ticket[path]} in the ticket and {shape} in the target")
-    for path, shape in ticket.items():
-        if path not in target:
-            raise ValueError(f"the ticket does not fit the target model: the ticket has {'/'.join(path)} {shape}, the target has no such parameter")
+BASELINES = ("random", "target_own")
 
 
-def _replace_where(tree: Any, other: Any, where: Callable[[tuple[str, ...]], bool]) -> Any:
-    """``tree`` with the leaves at paths where ``where(path)`` taken from ``other`` (same structure)."""
-    named, treedef = named_leaves(tree)
-    others = jax.tree.leaves(other)
-    return jax.tree.unflatten(treedef, [o if where(p) else x for (p, x), o in zip(named, others)])
+# --------------------------------------------------------------------------- the study
 
 
-def transfer_ticket(
-    ticket: Ticket,
-    target_params: Any,
-    *,
-    num_classes: int,
-    head: str = HEAD,
-    reinit_head: bool = False,
-    prune_head: bool = False,
-) -> Ticket:
-    """The start of a source ticket on a target with ``num_classes`` classes.
+def _names(values) -> list[str]:
+    """Names from a list, a tuple or comma-separated strings (as config overrides give them)."""
+    values = [values] if isinstance(values, str) else list(values or ())
+    return [name.strip() for value in values for name in str(value).split(",") if name.strip()]
 
-    ``target_params`` is a fresh initialization of the target model; only its
-    output layer (``head``) is used, when the class counts differ or
-    ``reinit_head`` is set. A fresh head is dense unless ``prune_head``: then its
-    kernel keeps the ticket's overall fraction of weights, chosen by magnitude of
-    the fresh weights. Every other layer has exactly the source mask and the
-    weights ``θ_k ⊙ m``; batch statistics are the source's at step ``k``.
+
+@dataclasses.dataclass(frozen=True)
+class TransferStudy:
+    """What to transfer where.
+
+    Attributes:
+      source: the source dataset (ignored with ``source_workdir``: the tickets say).
+      targets: target datasets.
+      levels: source levels to transfer (default: every level of the source run).
+      baselines: any of ``"random"`` and ``"target_own"``.
+      seeds: replicates; seed ``s`` finds the source tickets, initialises and trains with ``s``.
+      source_optimizer / target_optimizer: a key of ``OPTIMIZER_PRESETS`` or ``"config"``.
+      source_workdir: reuse the tickets of an existing find_ticket workdir
+        (``seed_<s>`` subdirectories, or the workdir itself for one seed).
+      random_scope: ``"layer"`` (per-layer counts of the winning ticket) or ``"global"``.
+      reinit_head: re-initialise the output layer even when its shape matches.
+      prune_head: prune a fresh output layer to the ticket's sparsity (default: dense).
     """
-    source_classes = ticket.info.get("classes")
-    fresh_head = reinit_head or source_classes != num_classes
-    check_fits(ticket.params, target_params, skip=(lambda p: _is_head(p, head)) if fresh_head else (lambda p: False))
-    target_params = jax.device_get(target_params)
-    if not fresh_head:
-        params, mask, head_state = ticket.params, ticket.mask, "kept"
-    else:
-        if not any(_is_head(p, head) for p, _ in named_leaves(target_params)[0]):
-            raise ValueError(f"the target model has no output layer named {head!r} to replace")
-        in_head = lambda p: _is_head(p, head)
-        params = _replace_where(ticket.params, target_params, in_head)
-        mask = _replace_where(ticket.mask, mask_lib.init_mask(target_params), in_head)
-        head_state = "fresh"
-        if prune_head:
-            head_kernel = lambda p, leaf: in_head(p) and mask_lib.default_prunable(p, leaf)
-            size = mask_lib.count_prunable(params, head_kernel)
-            keep = round(float(ticket.info["fraction_remaining"]) * size)
-            mask = mask_lib.global_magnitude_prune(params, mask, count=size - keep, prunable=head_kernel)
-            head_state = "fresh, pruned"
-    mask = jax.device_get(mask)
-    info = {**ticket.info, "ticket": "winning", "classes": num_classes, "source_classes": source_classes, "head": head_state}
-    return Ticket(mask=mask, params=jax.device_get(mask_lib.apply_mask(params, mask)), batch_stats=ticket.batch_stats, info=info)
+
+    source: str | None
+    targets: Sequence[str]
+    levels: Sequence[int] | None = None
+    baselines: Sequence[str] = ("random",)
+    seeds: Sequence[int] = (0,)
+    source_optimizer: str = "config"
+    target_optimizer: str = "config"
+    source_workdir: str | None = None
+    random_scope: str = "layer"
+    reinit_head: bool = False
+    prune_head: bool = False
+
+    @classmethod
+    def from_config(cls, c) -> "TransferStudy":
+        """The study of a transfer config (:func:`default_config`; names may be
+        given comma-separated, as ``--config.targets=cifar10,svhn_cropped``)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(c) - fields - {"recipe"})
+        if unknown:
+            raise UserError(f"the config has fields a transfer study does not know: {', '.join(unknown)}")
+        values = {k: v for k, v in c.items() if k in fields}
+        values["source"] = values.get("source") or c.recipe.dataset
+        values["targets"] = _names(values.get("targets"))
+        values["baselines"] = _names(values.get("baselines"))
+        values["seeds"] = tuple(int(s) for s in values.get("seeds", (0,)))
+        if values.get("levels") is not None:
+            values["levels"] = tuple(int(level) for level in values["levels"])
+        return cls(**values)
+
+    def check(self) -> None:
+        """One-line ``UserError``s for settings that cannot work, before anything trains."""
+        if not self.targets:
+            raise UserError("targets is empty: name at least one target dataset")
+        for name in ([self.source] if self.source_workdir is None else []) + list(self.targets):
+            get_spec(name)
+        for which, preset in (("source_optimizer", self.source_optimizer), ("target_optimizer", self.target_optimizer)):
+            if preset != "config" and preset not in OPTIMIZER_PRESETS:
+                raise UserError(f"{which}={preset!r} is not one of config, {', '.join(OPTIMIZER_PRESETS)}")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise UserError(f"unknown baseline {unknown[0]!r}; known baselines: {', '.join(BASELINES)}")
+        if not self.seeds:
+            raise UserError("seeds is empty: give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds={list(self.seeds)} holds duplicates")
+        if self.random_scope not in ("layer", "global"):
+            raise UserError(f"random_scope={self.random_scope!r} is not one of layer, global")
 
 
-def random_ticket(ticket: Ticket, fresh_params: Any, fresh_batch_stats: Any, key: jax.Array, *, scope: str = "layer") -> Ticket:
-    """A random ticket with the sparsity of ``ticket``: its mask permuted within each
-    prunable layer (``scope="layer"``: the per-layer counts of global pruning are
-    kept) or over all prunable weights (``"global"``: only the total is kept),
-    applied to an independent fresh initialization with its fresh batch statistics."""
-    check_fits(ticket.params, fresh_params)
-    mask = jax.device_get(mask_lib.random_mask(ticket.mask, key, scope=scope))
-    params = jax.device_get(mask_lib.apply_mask(fresh_params, mask))
-    return Ticket(mask=mask, params=params, batch_stats=jax.device_get(fresh_batch_stats), info={**ticket.info, "ticket": "random", "random_scope": scope})
+def _seeded(c, seed: int, **changes) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict(c.to_dict())
+    c.seed = seed
+    for key, value in changes.items():
+        c[key] = value
+    return c
 
 
-def ticket_trainer(model, objective, train_data, eval_data, config: TrainConfig, *, mesh=None, preprocess=None) -> SequentialTrainer:
-    """The trainer of :func:`train_ticket` for one model, dataset and recipe: its
-    steps compile once and serve every ticket (masks are arguments, not constants)."""
-    steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
-    tx = make_optimizer(config.optimizer, steps_per_epoch, config.epochs * steps_per_epoch)
-    return SequentialTrainer(model, tx, objective, train_data, eval_data, config, mesh=mesh, preprocess=preprocess)
+@dataclasses.dataclass
+class _Target:
+    """One target of the study: its recipe, data, model and compiled trainer."""
+
+    name: str
+    config: ml_collections.ConfigDict
+    data: ImageData
+    model: Any
+    trainer: TicketTrainer
+    example_x: Any
+
+    @classmethod
+    def build(cls, name: str, c) -> "_Target":
+        data = load_data(c)
+        model = build_model(c, data.num_classes)
+        trainer = ticket_trainer(model, objectives.softmax_classification(), data.train, data.test, train_config(c),
+                                 preprocess=preprocess_fn(c, data))
+        example_x = data.train.x[:1] if hasattr(data.train, "x") else next(iter(data.train.batches(1)))["x"]
+        return cls(name, c, data, model, trainer, example_x)
+
+    @property
+    def optimizer(self) -> str:
+        return self.config.optimizer.name
 
 
-def train_ticket(
-    start: Ticket,
-    trainer: SequentialTrainer,
-    *,
-    seed: int = 0,
-    workdir: str | Path | None = None,
-    log_prefix: str = "",
-    log_fn: Callable[[str], None] = print,
-) -> dict:
-    """Train ``start`` (mask, weights, batch statistics) with the trainer's recipe from
-    step 0 to the end of its schedule (:func:`ticket_trainer`); return the record
-    (the keys of :func:`lth_jax.imp.level_record`, ``level`` from the ticket).
+class _Study:
+    """The plan of a transfer study: what exists, what will, and every stage's settings."""
 
-    With a ``workdir`` it is a stage: a finished one (``record.json``) is read, not
-    retrained; an interrupted one continues from its last checkpoint. The workdir
-    holds ``ticket/`` (the start), ``checkpoints/``, ``history.jsonl`` and
-    ``record.json`` (written last), like a level of an IMP run.
+    def __init__(self, c, study: TransferStudy, workdir, target_config, log_fn):
+        study.check()
+        self.study, self.workdir, self.log = study, epath.Path(workdir), log_fn
+        self.source_c = with_optimizer(c, study.source_optimizer)
+        if study.source is not None and study.source_workdir is None:
+            self.source_c.dataset = study.source
+        self.target_base = with_optimizer(c if target_config is None else target_config, study.target_optimizer)
+        if self.target_base.pruning.rate is None:
+            raise UserError("the target recipe needs pruning.rate (target-own tickets prune at that rate)")
+        self.source_dirs = self._source_dirs()
+        self.levels = self._levels()
+        self.source_info = self._source_info()
+        self.targets = [_Target.build(t, _seeded(self.target_base, 0, dataset=t)) for t in study.targets]
+        self.source_data = load_data(self.source_c) if study.source_workdir is None else None
+
+    def _source_dirs(self) -> dict[int, epath.Path]:
+        study = self.study
+        if study.source_workdir is None:
+            base = self.workdir / "source" / f"{self.source_c.dataset}_{self.source_c.optimizer.name}"
+            return {s: base / f"seed_{s}" for s in study.seeds}
+        base = epath.Path(study.source_workdir)
+        if is_imp_run(base):
+            if len(study.seeds) != 1:
+                raise UserError(f"source_workdir {study.source_workdir} holds one run; give one seed, or a directory of seed_<s> runs")
+            return {study.seeds[0]: base}
+        dirs = {s: base / f"seed_{s}" for s in study.seeds}
+        missing = [s for s, d in dirs.items() if not is_imp_run(d)]
+        if missing:
+            raise UserError(f"source_workdir {study.source_workdir} has no run for seed {missing[0]} (expected {os.fspath(dirs[missing[0]])})")
+        return dirs
+
+    def _levels(self) -> list[int]:
+        """The levels to transfer, checked against what exists (or will) before anything trains."""
+        study = self.study
+        if study.source_workdir is not None:
+            available = sorted(set.intersection(*(set(ticket_levels(d)) for d in self.source_dirs.values())))
+        else:
+            available = list(range(len(planned_trajectory(self.source_c))))
+        levels = available if study.levels is None else sorted(set(int(level) for level in study.levels))
+        for level in levels:
+            if level not in available:
+                where = study.source_workdir or f"the source plan of {self.source_c.dataset}"
+                raise UserError(f"level {level} does not exist in {where}; levels that do: {', '.join(map(str, available)) or 'none'}")
+        if not levels:
+            raise UserError("no level to transfer")
+        return levels
+
+    def _source_info(self) -> dict:
+        """Dataset, optimizer and output layer of the source tickets (read, or as they will be)."""
+        if self.study.source_workdir is not None:
+            info = load_ticket(level_ticket_dir(self.source_dirs[self.study.seeds[0]], self.levels[0])).info
+            return {"dataset": info["dataset"], "optimizer": info.get("optimizer"), "classes": info.get("classes"), "ticket": info}
+        classes = get_spec(self.source_c.dataset).num_classes
+        return {"dataset": self.source_c.dataset, "optimizer": self.source_c.optimizer.name, "classes": classes, "ticket": None}
+
+    def source_params(self):
+        """The parameter shapes of the source model (or the first source ticket's)."""
+        if self.source_info["ticket"] is not None:
+            ticket = load_ticket(level_ticket_dir(self.source_dirs[self.study.seeds[0]], self.levels[0]))
+            return ticket.params
+        return abstract_params(self.source_c, self.source_info["classes"])
+
+    def names(self, target: _Target) -> dict:
+        info = self.source_info
+        return dict(source=info["dataset"], source_optimizer=info["optimizer"], target=target.name, target_optimizer=target.optimizer)
+
+    def head_state(self, target: _Target, source_params) -> str:
+        target_params = abstract_params(target.config, target.data.num_classes)
+        head = getattr(target.model, "output_layer", "fc")
+        fresh = self.study.reinit_head or source_params[head]["kernel"].shape != target_params[head]["kernel"].shape
+        check_fits(source_params, target_params, skip=(lambda p: p[0] == head) if fresh else (lambda p: False))
+        return ("fresh, pruned" if self.study.prune_head else "fresh") if fresh else "kept"
+
+    def stage_dir(self, target: _Target, seed: int, kind: str, level: int) -> epath.Path:
+        names = self.names(target)
+        pair = f"{names['source']}_{names['source_optimizer']}__{target.name}_{target.optimizer}"
+        return self.workdir / "transfer" / pair / f"seed_{seed}" / f"{kind}_level_{level:02d}"
+
+    def stage_settings(self, target: _Target, seed: int, kind: str, level: int, head_state: str) -> dict:
+        names = self.names(target)
+        source = {"dataset": names["source"], "optimizer": names["source_optimizer"],
+                  "run": os.path.relpath(os.fspath(self.source_dirs[seed]), os.fspath(self.workdir))}
+        settings = {"ticket": kind, "level": level, "seed": seed, "source": source,
+                    "target": recipe_settings(target.config), "head": head_state,
+                    "prunable": list(target.config.pruning.exclude)}
+        return {**settings, "random_scope": self.study.random_scope} if kind == "random" else settings
+
+    def kinds(self) -> list[str]:
+        return ["winning"] + (["random"] if "random" in self.study.baselines else [])
+
+    def target_run(self, target: _Target, seed: int) -> tuple[ml_collections.ConfigDict, epath.Path]:
+        c = _seeded(target.config, seed)
+        c.pruning.update(levels=max(self.levels) if "target_own" in self.study.baselines else 0, target=None)
+        return c, self.workdir / "target" / f"{target.name}_{target.optimizer}" / f"seed_{seed}"
+
+    def check(self) -> dict[str, str]:
+        """Every fit, stage and IMP run of the plan checked; the head state per target."""
+        source_params = self.source_params()
+        heads = {}
+        if self.study.source_workdir is None:
+            for seed in self.study.seeds:
+                check_find_ticket(_seeded(self.source_c, seed), self.source_dirs[seed], data=self.source_data)
+        for target in self.targets:
+            heads[target.name] = self.head_state(target, source_params)
+            for seed in self.study.seeds:
+                for level in self.levels:
+                    for kind in self.kinds():
+                        settings = self.stage_settings(target, seed, kind, level, heads[target.name])
+                        Stage(self.stage_dir(target, seed, kind, level), {"kind": "ticket", **settings}).check()
+                c, run_dir = self.target_run(target, seed)
+                check_find_ticket(c, run_dir, data=target.data)
+        return heads
+
+
+def _transfer(plan: _Study, target: _Target, seed: int, head_state: str, metrics: StudyMetrics) -> None:
+    """Train the source tickets of ``seed`` (and their random twins) on ``target``."""
+    study, log_fn = plan.study, plan.log
+    fresh_params, _ = init_variables(target.model, Streams(seed).init(), target.example_x)
+    exclude = tuple(target.config.pruning.exclude)
+    for level in plan.levels:
+        ticket_dir = level_ticket_dir(plan.source_dirs[seed], level)
+        start = transfer_ticket(load_ticket(ticket_dir), fresh_params, reinit_head=study.reinit_head,
+                                prune_head=study.prune_head, exclude=exclude)
+        starts = {"winning": lambda: start}
+        if "random" in study.baselines:
+            starts["random"] = lambda: _random_start(start, target, seed, level, study.random_scope)
+        for kind, make in starts.items():
+            workdir = plan.stage_dir(target, seed, kind, level)
+            prefix = f"{plan.names(target)['source']}→{target.name} {kind} level {level:>2d} seed {seed}"
+            done = (workdir / Stage.RECORD).exists()
+            settings = plan.stage_settings(target, seed, kind, level, head_state)
+            record = train_ticket(make(), target.trainer, seed=seed, workdir=workdir, settings=settings, log_prefix=prefix, log_fn=log_fn)
+            metrics.add(study_row(record, kind, seed, target.config.model, ticket_dir, plan.workdir, **plan.names(target)))
+            log_fn(f"{prefix}: {100 * record['fraction_remaining']:6.2f}% remaining, test accuracy {record['test_accuracy']:.4f}"
+                   + (" (done before)" if done else ""))
+
+
+def _random_start(start: Ticket, target: _Target, seed: int, level: int, scope: str) -> Ticket:
+    """The random ticket of ``start``: a fresh initialization and a permutation of its
+    mask, both from the seed's random-ticket stream of ``level``."""
+    init_key, mask_key = jax.random.split(Streams(seed).random_ticket(level))
+    params, batch_stats = init_variables(target.model, init_key, target.example_x)
+    return random_ticket(start, params, batch_stats, mask_key, scope=scope)
+
+
+def _target_own(plan: _Study, target: _Target, seed: int, metrics: StudyMetrics) -> None:
+    """IMP on the target itself: level 0 is the dense baseline; deeper levels (with the
+    ``target_own`` baseline) are the target's own tickets."""
+    own = "target_own" in plan.study.baselines
+    c, run_dir = plan.target_run(target, seed)
+    plan.log(f"target {target.name} ({target.optimizer}), seed {seed}: {'own tickets' if own else 'dense baseline'}")
+    find_ticket(c, run_dir, data=target.data, log_fn=plan.log)
+    names = dict(source=target.name, source_optimizer=target.optimizer, target=target.name, target_optimizer=target.optimizer)
+    metrics.add(study_row(read_json(run_dir / "level_00" / Stage.RECORD), "dense", seed, c.model, None, plan.workdir, **names))
+    for level in plan.levels if own else ():
+        level_dir = run_dir / f"level_{level:02d}"
+        metrics.add(study_row(read_json(level_dir / Stage.RECORD), "target_own", seed, c.model, level_dir / "ticket", plan.workdir, **names))
+
+
+def run_transfer_study(c, study: TransferStudy, workdir: str | os.PathLike, *, target_config=None,
+                       log_fn: Callable[[str], None] = print) -> dict:
+    """Run (or resume) the study; returns the summary also written to ``summary.json``.
+
+    ``c`` is the source recipe (an image-experiment config,
+    :func:`lth_jax.find_ticket.default_config`); ``target_config`` the targets'
+    recipe (default: ``c``). Both get the study's optimizer presets. Every
+    setting is checked, every dataset loaded and every stage's settings compared
+    with the workdir before anything trains.
     """
-    workdir = None if workdir is None else Path(workdir)
-    if workdir is not None and (workdir / "record.json").exists():
-        return read_json(workdir / "record.json")
-    state = create_train_state(start.params, trainer.tx, mask=start.mask, batch_stats=start.batch_stats, rng=jax.random.PRNGKey(seed), step=0)
-    progress, checkpointer = None, None
-    if workdir is not None:
-        if not is_ticket(workdir / "ticket"):
-            save_ticket(workdir / "ticket", start)
-        checkpointer = StateCheckpointer(workdir / "checkpoints")
-        state, progress = checkpointer.resume(state)
-        if progress is not None:
-            log_fn(f"{log_prefix}: resuming from step {int(state.step)}")
-    started = time.perf_counter()
-    run = ReplicaRun(
-        state=state,
-        data_seed=(trainer.config.data_seed, seed),
-        progress=progress,
-        checkpoint_fn=None if checkpointer is None else checkpointer.save_progress,
-        log_prefix=log_prefix,
-    )
-    result = trainer.fit([run], log_fn=log_fn)[0]
-    total = mask_lib.count_prunable(start.mask)
-    record = level_record(int(start.info.get("level", 0)), mask_lib.count_remaining(start.mask), total, result, time.perf_counter() - started, 0)
-    record["seed"] = seed
-    if workdir is not None:
-        write_jsonl(workdir / "history.jsonl", result.history)
-        write_json(workdir / "record.json", record)
-        checkpointer.clear()
-    return record
+    plan = _Study(c, study, workdir, target_config, log_fn)
+    heads = plan.check()
+    workdir = plan.workdir
+    remove_temporaries(workdir)  # what a killed run's writes left
+    if not (workdir / "config.json").exists():
+        write_json(workdir / "config.json", {"source_config": plan.source_c.to_dict(), "target_config": plan.target_base.to_dict(),
+                                             "study": dataclasses.asdict(study), "levels": plan.levels, "environment": environment()})
+    metrics = StudyMetrics(workdir / "metrics.jsonl")
+    if study.source_workdir is None:
+        for seed in study.seeds:
+            log_fn(f"source {plan.source_c.dataset} ({plan.source_c.optimizer.name}), seed {seed}: finding tickets")
+            find_ticket(_seeded(plan.source_c, seed), plan.source_dirs[seed], data=plan.source_data, log_fn=log_fn)
+    for target in plan.targets:
+        for seed in study.seeds:
+            _transfer(plan, target, seed, heads[target.name], metrics)
+            _target_own(plan, target, seed, metrics)
+    info = plan.source_info
+    summary = {"source": info["dataset"], "source_optimizer": info["optimizer"], "targets": list(study.targets), "levels": plan.levels,
+               "seeds": list(study.seeds), "groups": aggregate(metrics.all())}
+    write_json(workdir / "summary.json", summary)
+    return summary
+
+
+def default_config(recipe=None) -> ml_collections.ConfigDict:
+    """Every field of a transfer study: ``recipe``, the source's recipe (a find_ticket
+    config, by default :func:`lth_jax.find_ticket.default_config`), and the fields
+    of :class:`TransferStudy`."""
+    from lth_jax.find_ticket import default_config as recipe_config
+
+    c = ml_collections.ConfigDict()
+    c.recipe = recipe_config() if recipe is None else recipe
+    c.source = config_dict.placeholder(str)  # default: the recipe's dataset
+    c.targets = ()  # target datasets (comma-separated on the command line)
+    c.levels = config_dict.placeholder(tuple)  # default: every level of the source run
+    c.baselines = ("random",)  # random, target_own
+    c.seeds = (0,)
+    c.source_optimizer = "config"  # config (the recipe's), sgd or adam
+    c.target_optimizer = "config"
+    c.source_workdir = config_dict.placeholder(str)  # reuse the tickets of a find_ticket workdir
+    c.random_scope = "layer"  # layer: per-layer counts; global: the total only
+    c.reinit_head = False  # re-initialise the output layer even when its shape matches
+    c.prune_head = False  # prune a fresh output layer to the ticket's sparsity
+    return c
+
+
+def run(c, workdir: str | os.PathLike, *, target_config=None, log_fn: Callable[[str], None] = print) -> dict:
+    """The transfer experiment of a transfer config (``experiments/transfer.py``):
+    ``c.recipe`` is the source recipe (and the targets', unless ``target_config``),
+    the other fields are those of :class:`TransferStudy`."""
+    return run_transfer_study(c.recipe, TransferStudy.from_config(c), workdir, target_config=target_config, log_fn=log_fn)

@@ -8,14 +8,28 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+REPO = Path(__file__).resolve().parents[1]
+# XLA's persistent compilation cache, shared by the suite and its subprocesses: the
+# scripts and runs of the tests compile the same small programs again and again.
+COMPILATION_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": str(REPO / ".cache" / "jax_tests"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+os.environ.update(COMPILATION_CACHE)
+
 import pytest  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+
+def script_env(**extra) -> dict:
+    """The environment of a script run as a user runs it: the CPU backend, the repository
+    on the path, nothing else of the test process (but the compilation cache)."""
+    return {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **COMPILATION_CACHE, **extra}
 
 
 def run_python(code: str, *, devices: int = 1, timeout: int = 300, cwd=None, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter with ``devices`` simulated CPU devices."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **COMPILATION_CACHE)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout

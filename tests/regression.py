@@ -18,8 +18,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lth_jax.checkpoint import load_ticket
 from lth_jax.pytree import named_leaves
+from lth_jax.tickets import load_ticket
 
 FIXTURE = Path(__file__).parent / "fixtures" / "regression_digests.json"
 QUIET = dict(log_fn=lambda line: None)
@@ -46,36 +46,34 @@ def ticket_digests(root: Path) -> dict[str, str]:
 
 def run_demo(workdir: Path) -> dict[str, str]:
     """``make demo``: the thesis experiment with its defaults (4 seeds, extension level 9)."""
-    from lth_jax.thesis import ThesisConfig, run_parallel_tasks
+    from experiments.configs import parallel_tasks_moons_circles
+    from lth_jax import parallel_tasks
 
-    run_parallel_tasks(ThesisConfig(), workdir, **QUIET)
+    parallel_tasks.run(parallel_tasks_moons_circles.get_config(), workdir, **QUIET)
     return ticket_digests(workdir)
 
 
 def run_digits(workdir: Path) -> dict[str, str]:
     """``find_ticket --config=experiments/configs/digits_lenet.py``."""
-    from experiments.configs import digits_lenet
-    from lth_jax.recipes import find_ticket
+    from experiments.configs import find_ticket_digits_lenet
+    from lth_jax import find_ticket
 
-    find_ticket(digits_lenet.get_config(), workdir, **QUIET)
+    find_ticket.run(find_ticket_digits_lenet.get_config(), workdir, **QUIET)
     return ticket_digests(workdir)
 
 
 def run_transfer(workdir: Path) -> dict[str, str]:
     """``make transfer_demo`` (both studies; the report draws no masks)."""
-    from experiments.configs import digits_lenet
-    from lth_jax.transfer_study import TransferStudy, run_transfer_study
+    from experiments.configs import transfer_digits
+    from lth_jax import transfer
 
     first, second = workdir / "digits_transfer", workdir / "digits_sgd_to_adam"
-    study = dict(baselines=("random", "target_own"), seeds=(0, 1))
-    run_transfer_study(digits_lenet.get_config(), TransferStudy(source="digits_a", targets=["digits_b"], **study), first, **QUIET)
-    run_transfer_study(
-        digits_lenet.get_config(),
-        TransferStudy(source=None, targets=["digits_a"], target_optimizer="adam",
-                      source_workdir=str(first / "source" / "digits_a_sgd"), **study),
-        second,
-        **QUIET,
-    )
+    transfer.run(transfer_digits.get_config(), first, **QUIET)
+    c = transfer_digits.get_config()
+    c.source_workdir = str(first / "source" / "digits_a_sgd")
+    c.targets = ("digits_a",)
+    c.target_optimizer = "adam"
+    transfer.run(c, second, **QUIET)
     return ticket_digests(workdir)
 
 

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from lth_jax import masks
-from lth_jax.checkpoint import StateCheckpointer, Ticket, is_ticket, load_ticket, load_tree, save_ticket, save_tree
+from lth_jax.checkpoint import StateCheckpoints, is_complete, load_tree, save_tree, tree_meta
+from lth_jax.errors import UserError
 from lth_jax.models import MLP
 from lth_jax.optim import OptimizerRecipe, make_optimizer
 from lth_jax.results import read_jsonl, write_json, write_jsonl
+from lth_jax.tickets import Ticket, is_ticket, load_ticket, save_ticket
 from lth_jax.train import create_train_state, init_variables
 
 
@@ -18,27 +20,28 @@ def test_ticket_round_trip(tmp_path):
     params, _ = init_variables(MLP((4, 8, 2)), jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
     mask = masks.global_magnitude_prune(params, masks.init_mask(params), fraction=0.5)
     ticket = Ticket(mask, masks.apply_mask(params, mask), {}, {"model": "mlp", "level": 3, "weights_remaining": 24})
-    save_ticket(tmp_path / "t", ticket)
-    assert is_ticket(tmp_path / "t") and not is_ticket(tmp_path)
-    loaded = load_ticket(tmp_path / "t")
+    save_ticket(tmp_path / "ticket", ticket)
+    assert is_ticket(tmp_path / "ticket") and not is_ticket(tmp_path)
+    assert json.loads((tmp_path / "ticket" / "ticket.json").read_text()) == ticket.info  # readable metadata
+    loaded = load_ticket(tmp_path / "ticket")
     assert loaded.info == ticket.info and loaded.batch_stats == {}
     for a, b in zip(jax.tree.leaves((ticket.mask, ticket.params)), jax.tree.leaves((loaded.mask, loaded.params))):
         assert np.asarray(a).dtype == np.asarray(b).dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    with pytest.raises(FileNotFoundError, match="is not a ticket directory"):
+    with pytest.raises(UserError, match="is not a ticket directory"):
         load_ticket(tmp_path)
 
 
-def test_state_checkpointer_keeps_optax_types_and_only_the_latest(tmp_path):
+def test_state_checkpoints_keep_optax_types_and_only_the_latest(tmp_path):
     params, _ = init_variables(MLP((4, 8, 2)), jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
     tx = make_optimizer(OptimizerRecipe(name="adam", learning_rate=1e-3), 1, 10)
     state = create_train_state(params, tx, step=3)
-    ckpt = StateCheckpointer(tmp_path / "ckpt")
+    ckpt = StateCheckpoints(tmp_path / "ckpt")
     assert ckpt.restore(state) is None
     ckpt.save(state, {"history": [1]})
     later = state.replace(step=jnp.asarray(4, jnp.int32), params=jax.tree.map(lambda p: p + 1, state.params))
     ckpt.save(later, {"history": [1, 2]})
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["latest.json", "step_4", "step_4.json"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["4"]  # orbax's step directory of the latest
     restored, progress = ckpt.restore(state)
     assert progress == {"history": [1, 2]} and int(restored.step) == 4
     assert jax.tree.structure(restored) == jax.tree.structure(state)  # NamedTuple optimizer states survive
@@ -49,11 +52,36 @@ def test_state_checkpointer_keeps_optax_types_and_only_the_latest(tmp_path):
 
 
 def test_save_tree_replaces_and_load_tree_reports_missing(tmp_path):
-    save_tree(tmp_path / "a", {"x": np.arange(3)})
-    save_tree(tmp_path / "a", {"x": np.arange(4)})
-    assert np.asarray(load_tree(tmp_path / "a")["x"]).tolist() == [0, 1, 2, 3]
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+    save_tree(tmp_path / "a", {"x": np.arange(3)}, {"step": 3})
+    save_tree(tmp_path / "a", {"x": np.arange(4)}, {"step": 4})
+    assert np.asarray(load_tree(tmp_path / "a")["x"]).tolist() == [0, 1, 2, 3] and tree_meta(tmp_path / "a") == {"step": 4}
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint at"):
         load_tree(tmp_path / "missing")
+
+
+def test_a_tree_is_complete_only_when_its_json_is_written(tmp_path, monkeypatch):
+    """A crash between the arrays and the JSON leaves an incomplete artifact that is
+    never read, and a replaced artifact is incomplete until it is written again."""
+    from lth_jax import checkpoint, results
+
+    save_tree(tmp_path / "a", {"x": np.arange(3)})
+
+    def crash(*args):
+        raise KeyboardInterrupt  # like a kill: no cleanup
+
+    monkeypatch.setattr(results, "_replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_tree(tmp_path / "a", {"x": np.arange(5)})
+    assert not is_complete(tmp_path / "a")  # new arrays, no JSON: not readable as complete
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        load_tree(tmp_path / "a")
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "a").iterdir() if p.name.endswith(".tmp")]  # the kill left a temporary
+    results.remove_temporaries(tmp_path / "a")
+    save_tree(tmp_path / "a", {"x": np.arange(5)})
+    assert np.asarray(load_tree(tmp_path / "a")["x"]).tolist() == list(range(5))
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["a.json", "arrays"]
+    assert checkpoint.is_complete(tmp_path / "a")
 
 
 def test_json_writes_are_atomic(tmp_path, monkeypatch):

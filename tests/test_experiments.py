@@ -1,25 +1,24 @@
-"""The experiment scripts, run as a user runs them."""
+"""The small IMP example script, run as a user runs it; user errors against internal errors."""
 
 import json
 import subprocess
 import sys
 
 import pytest
-
-from conftest import REPO
+from conftest import REPO, script_env
 from helpers import assert_one_line_error
 
 
 def run_script(module, *args, timeout=300):
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        env=script_env(),
     )
 
 
 def test_imp_mlp_prints_a_table_and_writes_its_outputs(tmp_path):
     workdir = tmp_path / "run"
-    proc = run_script("experiments.imp_mlp", f"--workdir={workdir}", "--epochs=3", "--levels=2", "--shape=4,16,2")
+    proc = run_script("experiments.imp_mlp", f"--workdir={workdir}", "--config.epochs=3", "--config.levels=2", "--config.shape=4,16,2")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["level", "weights", "kept"])
@@ -31,31 +30,53 @@ def test_imp_mlp_prints_a_table_and_writes_its_outputs(tmp_path):
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["trajectory"] == [96, 65, 44]
     config = json.loads((workdir / "config.json").read_text())
-    assert config["flags"]["epochs"] == 3 and config["environment"]["packages"]["jax"]
+    assert config["config"]["epochs"] == 3 and config["environment"]["packages"]["jax"]
     assert (workdir / "imp" / "level_02" / "ticket" / "ticket.json").exists()
     # the same command again resumes: nothing is trained, the same table is printed
-    again = run_script("experiments.imp_mlp", f"--workdir={workdir}", "--epochs=3", "--levels=2", "--shape=4,16,2")
+    again = run_script("experiments.imp_mlp", f"--workdir={workdir}", "--config.epochs=3", "--config.levels=2", "--config.shape=4,16,2")
     assert again.returncode == 0 and [line.split()[:2] for line in again.stdout.splitlines()[header + 1 : header + 4]] == [r[:2] for r in rows]
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--rate=1.5"], "--rate must be in the open interval (0, 1)"),
-        (["--shape=4,8,3"], "error: --shape=4,8,3 must start with 4 inputs and end with 2 outputs"),
-        (["--shape=4,x,2"], "error: '4,x,2' is not a comma-separated list of integers"),
-        (["--levels=-1"], "flag --levels=-1: -1 is not a non-negative integer"),
-        (["--rewind=1epoch"], "error: step spec '1epoch' is not a step count"),
+        (["--config.rate=1.5"], "error: rate=1.5 is outside the open interval (0, 1)"),
+        (["--config.shape=4,8,3"], "error: shape=(4, 8, 3) must start with 4 inputs and end with 2 outputs"),
+        (["--config.levels=-1"], "error: levels=-1 is negative"),
+        (["--config.levels=x"], "error: flag --config.levels=x: invalid literal for int()"),
+        (["--config.rewind=1epoch"], "error: step spec '1epoch' is not a step count"),
+        (["--config.optimizer=rmsprop"], "error: optimizer name='rmsprop' is not one of sgd, adam, adamw"),
     ],
 )
 def test_bad_flags_give_one_line_and_no_traceback(tmp_path, args, message):
-    assert_one_line_error(run_script("experiments.imp_mlp", f"--workdir={tmp_path}", "--epochs=1", *args), message)
+    assert_one_line_error(run_script("experiments.imp_mlp", f"--workdir={tmp_path}", "--config.epochs=1", *args), message)
 
 
 def test_rejected_settings_leave_the_run_intact(tmp_path):
-    args = [f"--workdir={tmp_path}", "--epochs=1", "--levels=1", "--shape=4,8,2"]
+    args = [f"--workdir={tmp_path}", "--config.epochs=1", "--config.levels=1", "--config.shape=4,8,2"]
     assert run_script("experiments.imp_mlp", *args).returncode == 0
     before = (tmp_path / "config.json").read_text()
-    proc = run_script("experiments.imp_mlp", *args, "--rate=0.5")
+    proc = run_script("experiments.imp_mlp", *args, "--config.rate=0.5")
     assert proc.returncode == 1 and "holds a run with plan.rate=0.32; this run asks plan.rate=0.5" in proc.stderr
     assert (tmp_path / "config.json").read_text() == before
+
+
+def test_internal_errors_keep_their_traceback(tmp_path):
+    """Only user mistakes are one line: a bug inside the library (here a ValueError
+    from numpy) is reported with its traceback so that it can be debugged."""
+    code = f"""
+import sys
+sys.argv = ["imp_mlp", "--workdir={tmp_path}", "--config.epochs=1", "--config.levels=1"]
+import numpy as np
+from lth_jax import imp_mlp
+def broken(*args, **kwargs):
+    np.zeros(3).reshape(2, 2)  # a shape bug
+imp_mlp.run_imp = broken
+from experiments import cli, imp_mlp as script
+cli.run(script.main)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=script_env())
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr and "cannot reshape array of size 3" in proc.stderr
+    assert not any(line.startswith("error: ") for line in proc.stderr.splitlines())

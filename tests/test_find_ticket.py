@@ -1,4 +1,4 @@
-"""experiments/find_ticket.py and lth_jax.recipes: presets, TFDS mock runs, offline digits, resume, errors."""
+"""experiments/find_ticket.py and lth_jax.find_ticket: presets, TFDS mock runs, offline digits, resume, errors."""
 
 import json
 import subprocess
@@ -6,12 +6,19 @@ import sys
 
 import pytest
 import tensorflow_datasets as tfds
-
-from conftest import REPO
+from conftest import REPO, script_env
 from helpers import assert_one_line_error
-from experiments.configs import digits_lenet, morcos_resnet50_adam, morcos_vgg19_adam, morcos_vgg19_sgd, openlth_cifar_resnet, openlth_cifar_vgg, openlth_mnist_lenet_300_100
-from lth_jax.checkpoint import load_ticket
-from lth_jax.recipes import find_ticket, pruning_plan, train_config
+
+from experiments.configs import find_ticket_digits_lenet as digits_lenet
+from experiments.configs import find_ticket_morcos_resnet50_adam as morcos_resnet50_adam
+from experiments.configs import find_ticket_morcos_vgg19_adam as morcos_vgg19_adam
+from experiments.configs import find_ticket_morcos_vgg19_sgd as morcos_vgg19_sgd
+from experiments.configs import find_ticket_openlth_cifar_resnet as openlth_cifar_resnet
+from experiments.configs import find_ticket_openlth_cifar_vgg as openlth_cifar_vgg
+from experiments.configs import find_ticket_openlth_mnist_lenet_300_100 as openlth_mnist_lenet_300_100
+from lth_jax.errors import UserError
+from lth_jax.find_ticket import find_ticket, pruning_plan, train_config
+from lth_jax.tickets import load_ticket
 
 
 def narrow_vgg(dataset):
@@ -47,6 +54,22 @@ def test_narrow_vgg_two_levels_under_the_mock_and_resume(tmp_path, dataset):
     assert ticket.info["dataset"] == dataset and ticket.info["input_shape"] == [32, 32, 3] and ticket.info["rewind_step"] == 3
     assert ticket.batch_stats  # BatchNorm statistics at the rewind step travel with the ticket
     assert json.loads((tmp_path / "config.json").read_text())["config"]["model"] == "cifar_vgg_11"
+    assert ticket.info["classes"] == 10 and ticket.info["head"] == {"path": "fc", "shape": [32, 10]}
+    assert ticket.info["prunable"] == {"exclude": []}
+
+
+def test_another_dataset_or_recipe_on_a_finished_run_is_refused(tmp_path):
+    c = digits_lenet.get_config()
+    c.training.epochs, c.pruning.levels, c.dataset = 2, 1, "digits_a"
+    find_ticket(c, tmp_path, log_fn=lambda line: None)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.json*")}
+    for field, value in (("dataset", "digits_b"), ("augment", True)):
+        changed = digits_lenet.get_config()
+        changed.training.epochs, changed.pruning.levels, changed.dataset = 2, 1, "digits_a"
+        changed[field] = value
+        with pytest.raises(UserError, match=f"holds a run with experiment.recipe.{field}="):
+            find_ticket(changed, tmp_path, log_fn=lambda line: None)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json*")} == before  # nothing written
 
 
 def test_real_offline_digits_reach_90_percent_with_a_ticket_per_level(tmp_path):
@@ -81,11 +104,11 @@ def test_presets_say_what_the_papers_say():
 
 def run_script(*args):
     return subprocess.run([sys.executable, "-m", "experiments.find_ticket", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+                          env=script_env())
 
 
 def test_script_with_overrides(tmp_path):
-    proc = run_script("--config=experiments/configs/digits_conv2.py", f"--workdir={tmp_path}", "--config.training.epochs=2",
+    proc = run_script("--config=experiments/configs/find_ticket_digits_conv2.py", f"--workdir={tmp_path}", "--config.training.epochs=2",
                       "--config.pruning.levels=1", "--config.model_kwargs.width_multiplier=0.25")
     assert proc.returncode == 0, proc.stderr
     assert "level  1  weights" in proc.stdout
@@ -103,9 +126,9 @@ def test_script_with_overrides(tmp_path):
          "error: TFDS dataset 'cifar10' is not prepared in /nonexistent/tfds/cifar10/3.0.2: prepare it with `tfds build cifar10 --file_format=array_record`"),
         (["--config.dataset=cifar10", "--data_dir=/elsewhere/tfds"], "error: TFDS dataset 'cifar10' is not prepared in /elsewhere/tfds/cifar10/3.0.2"),
         (["--config.optimizer.name=rmsprop"], "error: optimizer name='rmsprop' is not one of sgd, adam, adamw"),
-        (["--config.model_kwargs.depth=3"], "error: a --config override names a field the config does not have: \"'depth'\""),
-        (["--config=experiments/configs/nope.py"], "error: Configuration is not available because of an earlier failure to load: Failed loading config file"),
+        (["--config.model_kwargs.depth=3"], "error: a --config override names a field the config does not have: 'depth'"),
+        (["--config=experiments/configs/nope.py"], "error: the config file does not load: Failed loading config file"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, message):
-    assert_one_line_error(run_script("--config=experiments/configs/digits_lenet.py", f"--workdir={tmp_path}", *args), message)
+    assert_one_line_error(run_script("--config=experiments/configs/find_ticket_digits_lenet.py", f"--workdir={tmp_path}", *args), message)

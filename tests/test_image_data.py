@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from lth_jax.data.augment import image_preprocess, normalize, random_crop, random_flip
 from lth_jax.data.registry import adapt_images, class_balanced_halves, dataset_names, load_dataset
+from lth_jax.errors import UserError
 
 
 def test_random_crops_stay_inside_the_padded_image():
@@ -86,7 +87,7 @@ def test_tfds_datasets_under_the_mock(tmp_path):
 
 
 def test_missing_and_unknown_datasets_explain_themselves(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"TFDS dataset 'svhn_cropped' is not prepared in .*: prepare it with `tfds build svhn_cropped --file_format=array_record`"):
+    with pytest.raises(UserError, match=r"TFDS dataset 'svhn_cropped' is not prepared in .*: prepare it with `tfds build svhn_cropped --file_format=array_record`"):
         load_dataset("svhn_cropped", data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="unknown dataset 'cifar11'; known datasets: cifar10, cifar100"):
         load_dataset("cifar11")

@@ -2,8 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from helpers import ConvBN
+
 from lth_jax import masks
 from lth_jax.models import MLP
 from lth_jax.train import init_variables

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import run_python
+
 from lth_jax import masks
 from lth_jax.models import get_model, model_names
 from lth_jax.train import init_variables

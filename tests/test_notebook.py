@@ -3,7 +3,6 @@
 import json
 
 import matplotlib
-
 from conftest import REPO
 
 matplotlib.use("Agg")

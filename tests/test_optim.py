@@ -2,16 +2,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from helpers import ConvBN, image_data
+
 from lth_jax import masks, objectives
-from lth_jax.optim import (
-    OptimizerRecipe,
-    learning_rate_schedule,
-    make_optimizer,
-    mask_optimizer_state,
-    param_like_subtrees,
-)
+from lth_jax.optim import OptimizerRecipe, learning_rate_schedule, make_optimizer, mask_optimizer_state, param_like_subtrees
 from lth_jax.train import create_train_state, init_variables, make_train_step
 
 RECIPES = {

@@ -12,7 +12,8 @@ from helpers import ConvBN, image_data, vector_data
 from lth_jax import masks, objectives, parallel
 from lth_jax.models import MLP
 from lth_jax.optim import OptimizerRecipe, make_optimizer
-from lth_jax.train import TrainConfig, create_train_state, fit, init_variables, make_eval_step, make_train_step
+from lth_jax.loop import fit
+from lth_jax.train import TrainConfig, create_train_state, init_variables, make_eval_step, make_train_step
 
 assert len(jax.devices()) == 8, jax.devices()
 one = parallel.data_mesh(jax.devices()[:1])

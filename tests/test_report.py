@@ -8,12 +8,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-
-from conftest import REPO
+from conftest import REPO, script_env
 from helpers import assert_one_line_error
-from lth_jax import report
-from lth_jax.checkpoint import Ticket, save_ticket
+
+from lth_jax import overlap, plots, report
+from lth_jax.errors import UserError
 from lth_jax.results import write_jsonl
+from lth_jax.tickets import Ticket, save_ticket
 
 SEEDS = (0, 1)
 LEVELS = (0, 1, 2, 3)
@@ -106,7 +107,7 @@ def test_load_rows_adds_the_workdir_and_names_a_missing_metrics_file(study, tmp_
     rows = study["rows"]
     assert len(rows) == 2 * (2 + 2 * 4 * 5)
     assert {r["workdir"] for r in rows} == {str(w) for w in study["workdirs"]}
-    with pytest.raises(FileNotFoundError, match=f"workdir {tmp_path} has no metrics.jsonl"):
+    with pytest.raises(UserError, match=f"workdir {tmp_path} has no metrics.jsonl"):
         report.load_rows([study["workdirs"][0], tmp_path])
     (tmp_path / "metrics.jsonl").write_text("\n")
     with pytest.raises(ValueError, match="no rows in the metrics.jsonl of"):
@@ -201,9 +202,9 @@ def test_transfer_table_has_one_table_per_target_optimizer(study):
 
 def test_overlaps_match_numpy_skip_the_differing_head_and_count_each_ticket_once(study, monkeypatch):
     loaded = []
-    load_ticket = report.load_ticket
-    monkeypatch.setattr(report, "load_ticket", lambda directory: loaded.append(directory) or load_ticket(directory))
-    overlaps = report.ticket_overlaps(study["rows"])
+    load_ticket = overlap.load_ticket
+    monkeypatch.setattr(overlap, "load_ticket", lambda directory: loaded.append(directory) or load_ticket(directory))
+    overlaps = overlap.ticket_overlaps(study["rows"])
     assert len(loaded) == len(set(loaded)) == 4 * len(SEEDS) * len(LEVELS)  # sources used by both targets: loaded once
     names = ["src_a (sgd)", "src_b (adam)", "tgt_x (sgd, own)", "tgt_y (sgd, own)"]
     pairs = [(o["a"], o["b"], o["level"], o["seed"]) for o in overlaps]
@@ -235,22 +236,22 @@ def test_overlaps_match_numpy_skip_the_differing_head_and_count_each_ticket_once
 def test_a_ticket_named_as_source_and_as_own_ticket_is_one_ticket(study):
     # src_a is also a target here: its own-ticket rows name the same directories as its source rows
     own_rows = [{**r, "ticket": "target_own", "target": "src_a", "source": "src_a"} for r in study["rows"] if r["ticket"] == "winning" and r["source"] == "src_a"]
-    overlaps = report.ticket_overlaps(study["rows"] + own_rows)
+    overlaps = overlap.ticket_overlaps(study["rows"] + own_rows)
     assert {o["a"] for o in overlaps} | {o["b"] for o in overlaps} == {"src_a (sgd)", "src_b (adam)", "tgt_x (sgd, own)", "tgt_y (sgd, own)"}
 
 
 def test_overlaps_of_rows_without_a_workdir_key(study):
     bare = [{k: v for k, v in r.items() if k != "workdir"} for r in study["rows"]]
     with pytest.raises(ValueError, match="rows lack a 'workdir' key"):
-        report.ticket_overlaps(bare)
-    overlaps = report.ticket_overlaps(bare, lambda r: study["root"] / f"transfer_{r['target']}")
-    assert overlaps == report.ticket_overlaps(study["rows"])
+        overlap.ticket_overlaps(bare)
+    overlaps = overlap.ticket_overlaps(bare, lambda r: study["root"] / f"transfer_{r['target']}")
+    assert overlaps == overlap.ticket_overlaps(study["rows"])
 
 
 def test_overlap_table_and_chance(study):
-    overlaps = report.ticket_overlaps(study["rows"])
-    table = report.overlap_table(overlaps)
-    assert report.chance_iou(1.0) == 1.0 and report.chance_iou(0.5) == pytest.approx(1 / 3)
+    overlaps = overlap.ticket_overlaps(study["rows"])
+    table = overlap.overlap_table(overlaps)
+    assert overlap.chance_iou(1.0) == 1.0 and overlap.chance_iou(0.5) == pytest.approx(1 / 3)
     line = next(line for line in table.splitlines() if line.startswith("| src_a (sgd) vs src_b (adam) | 3 |"))
     members = [o for o in overlaps if (o["a"], o["b"], o["level"]) == ("src_a (sgd)", "src_b (adam)", 3)]
     fraction = np.mean([o["fraction_remaining"] for o in members])
@@ -268,24 +269,24 @@ def test_figures_are_pngs(study, tmp_path):
     rows = study["rows"]
     assert_png(report.plot_target(rows, "tgt_x", tmp_path / "x.png"))
     assert_png(report.plot_target(rows, "tgt_y", tmp_path / "y.png", target_optimizer="sgd"))
-    assert_png(report.plot_overlaps(report.ticket_overlaps(rows), tmp_path / "overlap.png"))
+    assert_png(overlap.plot_overlaps(overlap.ticket_overlaps(rows), tmp_path / "overlap.png"))
     with pytest.raises(ValueError, match="no rows for target 'tgt_z'; targets: tgt_x, tgt_y"):
         report.plot_target(rows, "tgt_z", tmp_path / "z.png")
     with pytest.raises(ValueError, match="optimizer 'adam'; its optimizers: sgd"):
         report.plot_target(rows, "tgt_x", tmp_path / "z.png", target_optimizer="adam")
     with pytest.raises(ValueError, match="no mask overlaps"):
-        report.plot_overlaps([], tmp_path / "none.png")
+        overlap.plot_overlaps([], tmp_path / "none.png")
     assert not (tmp_path / "z.png").exists()
 
 
 def test_percent_pruned_labels_and_ticks():
-    assert [report.percent_pruned(f) for f in (1.0, 0.8, 0.1, 0.01, 0.001, 0.0005)] == ["0%", "20%", "90%", "99%", "99.9%", "99.95%"]
-    ticks, end = report._pruned_ticks(0.8**30)  # the paper's 30 levels end on the 99.9% tick
-    assert [report.percent_pruned(t) for t in ticks] == ["0%", "50%", "90%", "95%", "99%", "99.5%", "99.9%"] and end == 0.001
-    ticks, end = report._pruned_ticks(0.8**3)
-    assert [report.percent_pruned(t) for t in ticks] == ["0%", "20%", "50%"] and 0.47 < end < 0.5
+    assert [plots.percent_pruned(f) for f in (1.0, 0.8, 0.1, 0.01, 0.001, 0.0005)] == ["0%", "20%", "90%", "99%", "99.9%", "99.95%"]
+    ticks, end = plots._pruned_ticks(0.8**30)  # the paper's 30 levels end on the 99.9% tick
+    assert [plots.percent_pruned(t) for t in ticks] == ["0%", "50%", "90%", "95%", "99%", "99.5%", "99.9%"] and end == 0.001
+    ticks, end = plots._pruned_ticks(0.8**3)
+    assert [plots.percent_pruned(t) for t in ticks] == ["0%", "20%", "50%"] and 0.47 < end < 0.5
     fig, ax = plt.subplots()
-    report._sparsity_axis(ax, [1.0, 0.8**30])
+    plots.sparsity_axis(ax, [1.0, 0.8**30])
     assert ax.get_xscale() == "log" and ax.xaxis_inverted()  # sparsity grows to the right
     assert [label.get_text() for label in ax.get_xticklabels()][-1] == "99.9%"
     plt.close(fig)
@@ -314,7 +315,7 @@ def test_write_report_fails_before_writing_when_a_ticket_is_missing(study, tmp_p
     last_winning = max(i for i, r in enumerate(rows) if r["ticket"] == "winning")
     rows[last_winning] = {**rows[last_winning], "ticket_dir": "../tickets/nowhere"}
     write_jsonl(study["root"] / "broken" / "metrics.jsonl", rows)
-    with pytest.raises(FileNotFoundError, match="nowhere is not a ticket directory"):
+    with pytest.raises(UserError, match="nowhere is not a ticket directory"):
         report.write_report([study["root"] / "broken"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -324,7 +325,7 @@ def test_write_report_fails_before_writing_when_a_ticket_is_missing(study, tmp_p
 
 def run_script(*args):
     return subprocess.run([sys.executable, "-m", "experiments.report", *args], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={"JAX_PLATFORMS": "cpu", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)})
+                          env=script_env(PATH=os.environ.get("PATH", "/usr/bin:/bin")))
 
 
 def test_script_writes_the_report_into_the_first_workdir(study):

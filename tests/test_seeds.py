@@ -81,7 +81,7 @@ def test_vmapped_seeds_resume_mid_level(tmp_path):
 
     with pytest.raises(Interrupt):
         run_seeds([3, 4], vmap=True, workdir=tmp_path, hooks=[interrupt])
-    assert (tmp_path / "seed_3" / "level_01" / "checkpoints" / "latest.json").exists()
+    assert [p.name for p in (tmp_path / "seed_3" / "level_01" / "checkpoints").iterdir()]  # a mid-level checkpoint
     lines = []
     resumed = run_seeds([3, 4], vmap=True, workdir=tmp_path, log_fn=lines.append)
     assert any("resuming from step" in line for line in lines)
@@ -94,3 +94,42 @@ def test_bad_seed_lists():
         run_seeds([])
     with pytest.raises(ValueError, match=r"seeds=\[1, 1\] holds duplicates"):
         run_seeds([1, 1])
+
+
+def test_the_two_executors_agree_with_batchnorm_augmentation_and_late_resetting():
+    """The one training loop executes epochs either way; the vmapped executor on a
+    BatchNorm model with on-device augmentation and a rewind to the end of epoch 1
+    gives the data-parallel executor's tickets."""
+    from helpers import ConvBN, image_data
+
+    from lth_jax.data.augment import image_preprocess
+
+    train, test = image_data(n=48, size=8), image_data(n=16, size=8, seed=1)
+    config = TrainConfig(epochs=3, batch_size=16, optimizer=OptimizerRecipe(name="sgd", learning_rate=0.05, momentum=0.9),
+                         drop_remainder=True, log_every_epochs=0)
+    common = dict(seeds=[0, 1], rewind="1ep", preprocess=image_preprocess((0.0, 0.0), (1.0, 1.0), crop_padding=2, flip=True),
+                  log_fn=lambda line: None)
+    args = (ConvBN(), objectives.softmax_classification(), train, test, config, PruningPlan(rate=0.5, levels=2))
+    together, one_by_one = run_imp_seeds(*args, vmap=True, **common), run_imp_seeds(*args, vmap=False, **common)
+    for t, o in zip(together, one_by_one):
+        assert t.rewind.step == o.rewind.step == 3
+        for x, y in zip(jax.tree.leaves(t.rewind.batch_stats), jax.tree.leaves(o.rewind.batch_stats)):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)  # BatchNorm statistics at the rewind step
+        assert_same_runs(t, o)
+
+
+def test_vmapped_seeds_refuse_streaming_data_with_one_line():
+    class Streaming:  # a dataset without in-memory arrays
+        def __init__(self, data):
+            self.data = data
+
+        def batches(self, *args, **kwargs):
+            return self.data.batches(*args, **kwargs)
+
+        def steps_per_epoch(self, *args):
+            return self.data.steps_per_epoch(*args)
+
+    from lth_jax.errors import UserError
+
+    with pytest.raises(UserError, match="vmapped seeds need in-memory datasets"):
+        run_imp_seeds(MODEL, objectives.sigmoid_tasks(2), Streaming(DATA.train), DATA.test, CONFIG, PLAN, seeds=[0, 1], vmap=True)

@@ -1,23 +1,14 @@
 import jax
 import numpy as np
 import pytest
-
 from helpers import ConvBN, image_data, vector_data
+
 from lth_jax import masks, objectives
 from lth_jax.data import ArrayDataset
+from lth_jax.loop import early_stopping_update, fit
 from lth_jax.models import MLP
 from lth_jax.optim import OptimizerRecipe, make_optimizer
-from lth_jax.train import (
-    TrainConfig,
-    create_train_state,
-    early_stopping_update,
-    evaluate,
-    fit,
-    init_variables,
-    make_eval_step,
-    make_train_step,
-    parse_steps,
-)
+from lth_jax.train import TrainConfig, create_train_state, evaluate, init_variables, make_eval_step, make_train_step, parse_steps
 
 ADAM = OptimizerRecipe(name="adam", learning_rate=1e-2)
 

@@ -2,14 +2,7 @@ import math
 
 import pytest
 
-from lth_jax.trajectory import (
-    extension_shape,
-    extension_trajectory,
-    levels_for_target,
-    rate_for_target,
-    trajectory,
-    weight_count,
-)
+from lth_jax.trajectory import extension_shape, extension_trajectory, levels_for_target, rate_for_target, trajectory, weight_count
 
 
 def test_worked_examples_of_spec():

@@ -1,137 +1,189 @@
-"""lth_jax.transfer: transferred start states, random tickets, fit checks, training a ticket."""
+"""lth_jax.transfer and experiments/transfer.py: the chained study, resume, refused stale stages, the TFDS mock, errors."""
+
+import dataclasses
+import json
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from conftest import REPO, script_env
+from helpers import assert_one_line_error
 
-from lth_jax import masks
-from lth_jax.checkpoint import Ticket, save_ticket
-from lth_jax.data.arrays import ArrayDataset
-from lth_jax.models import get_model
-from lth_jax.objectives import softmax_classification
-from lth_jax.optim import OptimizerRecipe
-from lth_jax.pytree import named_leaves
-from lth_jax.train import TrainConfig, init_variables
-from lth_jax.transfer import check_fits, level_ticket_dir, random_ticket, ticket_levels, ticket_trainer, train_ticket, transfer_ticket
+from experiments.configs import find_ticket_digits_conv2 as digits_conv2
+from experiments.configs import find_ticket_digits_lenet as digits_lenet
+from experiments.configs import find_ticket_morcos_vgg19_sgd as morcos_vgg19_sgd
+from lth_jax import plots, report
+from lth_jax.errors import UserError
+from lth_jax.find_ticket import find_ticket
+from lth_jax.report import ROW_KEYS
+from lth_jax.results import read_jsonl
+from lth_jax.tickets import load_ticket
+from lth_jax.transfer import TransferStudy, run_transfer_study
 
-X = np.zeros((1, 16, 16, 3), np.float32)
-
-
-def vgg(classes, seed):
-    return init_variables(get_model("cifar_vgg_11", classes, width_multiplier=1 / 16), jax.random.PRNGKey(seed), X)
-
-
-def source_ticket(classes=100, fraction=0.3):
-    """A ticket as IMP writes it: a global magnitude mask, θ_k ⊙ m, batch statistics at k."""
-    params, batch_stats = jax.device_get(vgg(classes, seed=0))
-    batch_stats = jax.tree.map(lambda s: s + 0.5, batch_stats)  # "statistics at step k", unlike a fresh init's
-    mask = masks.global_magnitude_prune(params, masks.init_mask(params), fraction=1 - fraction)
-    info = {"model": "cifar_vgg_11", "dataset": "cifar100", "classes": classes, "level": 3, "fraction_remaining": fraction}
-    return Ticket(jax.device_get(mask), jax.device_get(masks.apply_mask(params, mask)), batch_stats, info)
+QUIET = dict(log_fn=lambda line: None)
 
 
-def leaves(tree, head):
-    return {"/".join(p): np.asarray(x) for p, x in named_leaves(tree)[0] if (p[0] == "fc") == head}
+def small_digits():
+    c = digits_lenet.get_config()
+    c.training.epochs = 3
+    c.pruning.levels = 2
+    return c
 
 
-def test_transfer_to_other_classes_keeps_the_source_mask_and_weights_with_a_fresh_dense_head():
-    ticket = source_ticket()
-    fresh, _ = vgg(10, seed=1)
-    start = transfer_ticket(ticket, fresh, num_classes=10)
-    for path, m in leaves(start.mask, head=False).items():
-        np.testing.assert_array_equal(m, leaves(ticket.mask, head=False)[path], err_msg=path)
-        np.testing.assert_array_equal(leaves(start.params, head=False)[path], leaves(ticket.params, head=False)[path], err_msg=path)
-    for path, m in leaves(start.mask, head=True).items():
-        assert m.all(), path  # fresh and dense
-        np.testing.assert_array_equal(leaves(start.params, head=True)[path], leaves(fresh, head=True)[path])
-    assert start.mask["fc"]["kernel"].shape == (32, 10)
-    jax.tree.map(np.testing.assert_array_equal, start.batch_stats, ticket.batch_stats)
-    assert start.info["head"] == "fresh" and start.info["classes"] == 10 and start.info["source_classes"] == 100
-    kept = np.concatenate([m.ravel() for m in leaves(start.mask, head=False).values()])
-    assert 0.2 < kept[kept.size // 2 :].mean() < 0.9  # the source sparsity really is there
+@pytest.fixture(scope="module")
+def lenet_source(tmp_path_factory):
+    """A finished find_ticket run on digits_a (levels 0-2), reused by several tests."""
+    workdir = tmp_path_factory.mktemp("lenet_source")
+    c = small_digits()
+    c.dataset = "digits_a"
+    find_ticket(c, workdir, **QUIET)
+    return workdir
 
 
-def test_transfer_with_matching_classes_keeps_the_head_unless_asked():
-    ticket = source_ticket(classes=10)
-    fresh, _ = vgg(10, seed=1)
-    kept = transfer_ticket(ticket, fresh, num_classes=10)
-    np.testing.assert_array_equal(kept.mask["fc"]["kernel"], ticket.mask["fc"]["kernel"])
-    np.testing.assert_array_equal(kept.params["fc"]["kernel"], ticket.params["fc"]["kernel"])
-    assert kept.info["head"] == "kept"
-    again = transfer_ticket(ticket, fresh, num_classes=10, reinit_head=True)
-    np.testing.assert_array_equal(again.params["fc"]["kernel"], np.asarray(fresh["fc"]["kernel"]))
-    assert again.mask["fc"]["kernel"].all()
+def record_times(workdir):
+    return {p: p.stat().st_mtime_ns for p in workdir.rglob("record.json")}
 
 
-def test_a_fresh_head_can_be_pruned_to_the_tickets_sparsity():
-    ticket = source_ticket(fraction=0.3)
-    fresh, _ = vgg(10, seed=1)
-    start = transfer_ticket(ticket, fresh, num_classes=10, prune_head=True)
-    head = start.mask["fc"]["kernel"]
-    assert head.sum() == round(0.3 * head.size) and start.mask["fc"]["bias"].all()
-    magnitudes = np.abs(np.asarray(fresh["fc"]["kernel"]))
-    assert magnitudes[head].min() >= magnitudes[~head].max()  # by magnitude of the fresh weights
-    assert (start.params["fc"]["kernel"][~head] == 0).all()
-    assert start.info["head"] == "fresh, pruned"
+def test_digits_study_with_both_baselines_two_seeds_and_resume(tmp_path, monkeypatch):
+    study = TransferStudy(source="digits_a", targets=["digits_b"], baselines=("random", "target_own"), seeds=(0, 1))
+    summary = run_transfer_study(small_digits(), study, tmp_path, **QUIET)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert all(set(row) == set(ROW_KEYS) for row in rows)
+    kinds = sorted((r["ticket"], r["level"], r["seed"]) for r in rows)
+    expected = [(k, level, s) for k in ("random", "target_own", "winning") for level in range(3) for s in (0, 1)] + [("dense", 0, 0), ("dense", 0, 1)]
+    assert kinds == sorted(expected)
+    winning = {(r["level"], r["seed"]): r for r in rows if r["ticket"] == "winning"}
+    assert [winning[(level, 0)]["fraction_remaining"] for level in range(3)] == pytest.approx([1.0, 0.8, 0.64], abs=1e-5)
+    assert all(r["source"] == "digits_a" and r["target"] == "digits_b" and r["source_optimizer"] == "sgd" for r in winning.values())
+    # The trained start is the source ticket: its mask and θ_k ⊙ m (same 10 classes: the head is kept).
+    source = load_ticket(tmp_path / winning[(2, 1)]["ticket_dir"])
+    start = load_ticket(tmp_path / "transfer" / "digits_a_sgd__digits_b_sgd" / "seed_1" / "winning_level_02" / "ticket")
+    for a, b in zip(*(map(np.asarray, jax.tree.leaves(t)) for t in (source.mask, start.mask))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.asarray(start.params["fc_0"]["kernel"]), np.asarray(source.params["fc_0"]["kernel"]))
+    assert start.info["head_state"] == "kept" and source.info["dataset"] == "digits_a"
+    assert {g["ticket"] for g in summary["groups"]} == {"winning", "random", "target_own", "dense"}
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary))
+
+    # The same study again: every stage is skipped, nothing changes.
+    times = record_times(tmp_path)
+    again = run_transfer_study(small_digits(), study, tmp_path, **QUIET)
+    assert record_times(tmp_path) == times and read_jsonl(tmp_path / "metrics.jsonl") == rows and again == summary
+
+    # The report draws the winning, random and target-own curves of the target.
+    labels = []
+    real_save = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, path: labels.extend(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()) or real_save(fig, path))
+    path = report.write_report([tmp_path], tmp_path / "report")
+    assert (tmp_path / "report" / "accuracy_digits_b_sgd.png").stat().st_size > 0 and path.exists()
+    assert any("digits_a (sgd)" == label for label in labels)
+    assert any("random" in label for label in labels) and any("own" in label for label in labels)
 
 
-def test_random_ticket_keeps_per_layer_counts_with_another_mask_and_a_fresh_init():
-    ticket = source_ticket()
-    fresh, _ = vgg(10, seed=1)
-    start = transfer_ticket(ticket, fresh, num_classes=10)
-    params, batch_stats = jax.device_get(vgg(10, seed=7))
-    rand = random_ticket(start, params, batch_stats, jax.random.PRNGKey(3))
-    won, got = masks.sparsity_report(start.mask), masks.sparsity_report(rand.mask)
-    assert [layer["remaining"] for layer in got["layers"]] == [layer["remaining"] for layer in won["layers"]]
-    assert masks.mask_overlap(start.mask, rand.mask)["iou"] < 0.8  # another mask
-    jax.tree.map(np.testing.assert_array_equal, rand.params, jax.device_get(masks.apply_mask(params, rand.mask)))  # fresh ⊙ random mask
-    both = rand.mask["conv_3"]["kernel"] & start.mask["conv_3"]["kernel"]
-    assert not np.allclose(rand.params["conv_3"]["kernel"][both], start.params["conv_3"]["kernel"][both])  # independent init
-    jax.tree.map(np.testing.assert_array_equal, rand.batch_stats, batch_stats)
-    assert rand.info["ticket"] == "random"
-    spread = random_ticket(start, params, batch_stats, jax.random.PRNGKey(3), scope="global")
-    assert masks.count_remaining(spread.mask) == masks.count_remaining(start.mask)
-    assert [layer["remaining"] for layer in masks.sparsity_report(spread.mask)["layers"]] != [layer["remaining"] for layer in won["layers"]]
+def test_optimizer_transfer_reuses_tickets_of_an_existing_run(tmp_path, lenet_source):
+    study = TransferStudy(source=None, targets=["digits_a"], baselines=(), seeds=(0,), target_optimizer="adam", source_workdir=str(lenet_source), levels=[2])
+    run_transfer_study(small_digits(), study, tmp_path, **QUIET)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert sorted((r["ticket"], r["level"]) for r in rows) == [("dense", 0), ("winning", 2)]
+    row = next(r for r in rows if r["ticket"] == "winning")
+    assert (row["source_optimizer"], row["target_optimizer"]) == ("sgd", "adam")
+    assert not (tmp_path / "source").exists()  # the tickets were read, not found again
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["target_config"]["optimizer"]["name"] == "adam" and config["target_config"]["optimizer"]["learning_rate"] == 3e-4
 
 
-def test_a_ticket_of_another_architecture_is_refused_by_path_and_shapes():
-    ticket = source_ticket()
-    conv2, _ = init_variables(get_model("conv_2", 10, width_multiplier=1 / 16), jax.random.PRNGKey(0), X)
-    with pytest.raises(ValueError, match=r"^the ticket does not fit the target model: conv_1/bias is \(8,\) in the ticket and \(4,\) in the target$"):
-        transfer_ticket(ticket, conv2, num_classes=10)
-    wider, _ = init_variables(get_model("cifar_vgg_11", 100, width_multiplier=1 / 8), jax.random.PRNGKey(0), X)
-    with pytest.raises(ValueError, match=r"bn_0/bias is \(4,\) in the ticket and \(8,\) in the target"):
-        check_fits(ticket.params, wider)
+def test_cifar100_to_cifar10_and_svhn_under_the_tfds_mock_with_report(tmp_path):
+    c = morcos_vgg19_sgd.get_config()
+    c.model = "cifar_vgg_11"
+    c.model_kwargs.width_multiplier = 1 / 16
+    c.training.update(epochs=2, batch_size=8, log_every_epochs=0)
+    c.optimizer.milestones = (1.0,)
+    c.pruning.levels = 1
+    study = TransferStudy(source="cifar100", targets=["cifar10", "svhn_cropped"], baselines=("random", "target_own"))
+    with tfds.testing.mock_data(num_examples=24):
+        run_transfer_study(c, study, tmp_path, **QUIET)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    for target in ("cifar10", "svhn_cropped"):
+        got = sorted((r["ticket"], r["level"]) for r in rows if r["target"] == target)
+        assert got == [("dense", 0), ("random", 0), ("random", 1), ("target_own", 0), ("target_own", 1), ("winning", 0), ("winning", 1)]
+    start = load_ticket(tmp_path / "transfer" / "cifar100_sgd__svhn_cropped_sgd" / "seed_0" / "winning_level_01" / "ticket")
+    assert start.info["head_state"] == "fresh" and start.mask["fc"]["kernel"].shape == (32, 10) and start.mask["fc"]["kernel"].all()
+    for target in ("cifar10", "svhn_cropped"):  # one denominator: every kind counts the fresh dense head of the target model
+        totals = {r["ticket"]: r["weights_remaining"] / r["fraction_remaining"] for r in rows if r["target"] == target and r["level"] == 1}
+        assert len({round(t) for t in totals.values()}) == 1, totals
+    markdown = report.write_report([tmp_path], tmp_path / "report").read_text()
+    assert "accuracy_cifar10_sgd.png" in markdown and "accuracy_svhn_cropped_sgd.png" in markdown
+    assert (tmp_path / "report" / "accuracy_svhn_cropped_sgd.png").stat().st_size > 0
 
 
-def test_levels_of_a_run_and_a_level_that_does_not_exist(tmp_path):
-    ticket = source_ticket()
-    for level in (0, 2):
-        save_ticket(tmp_path / f"level_{level:02d}" / "ticket", ticket)
-    (tmp_path / "level_01").mkdir()  # an unfinished level has no ticket.json
-    assert ticket_levels(tmp_path) == [0, 2]
-    assert level_ticket_dir(tmp_path, 2) == tmp_path / "level_02" / "ticket"
-    with pytest.raises(ValueError, match=r"level 5 has no ticket in .*; levels with a ticket: 0, 2"):
-        level_ticket_dir(tmp_path, 5)
+def run_script(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.transfer", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=script_env())
 
 
-def test_train_ticket_trains_from_step_zero_and_is_a_resumable_stage(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 16, 16, 3)).astype(np.float32)
-    y = (x[:, :8].mean(axis=(1, 2, 3)) > 0).astype(np.int32)
-    data = ArrayDataset(x, y)
-    ticket = source_ticket(classes=100)
-    fresh, _ = vgg(2, seed=1)
-    start = transfer_ticket(ticket, fresh, num_classes=2)
-    config = TrainConfig(epochs=2, batch_size=16, drop_remainder=True, log_every_epochs=0,
-                         optimizer=OptimizerRecipe(name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4))
-    trainer = ticket_trainer(get_model("cifar_vgg_11", 2, width_multiplier=1 / 16), softmax_classification(), data, data, config)
-    seen = []
-    trainer_fit = trainer.fit
-    trainer.fit = lambda runs, **kw: seen.append(runs[0].state) or trainer_fit(runs, **kw)
-    record = train_ticket(start, trainer, seed=0, workdir=tmp_path / "stage", log_fn=lambda line: None)
-    assert int(seen[0].step) == 0  # trains from step 0 of the target's schedule
-    assert record["steps"] == 8 and record["level"] == 3 and 0 <= record["test_accuracy"] <= 1
-    assert record["weights_remaining"] == masks.count_remaining(start.mask)
-    assert (tmp_path / "stage" / "ticket" / "ticket.json").exists() and (tmp_path / "stage" / "history.jsonl").exists()
-    assert train_ticket(start, trainer, seed=0, workdir=tmp_path / "stage") == record and len(seen) == 1  # done: not retrained
+def test_script_bad_input_is_one_line_and_loses_nothing(tmp_path, lenet_source):
+    lenet = ["--config=experiments/configs/transfer_digits.py", "--config.recipe.training.epochs=3"]
+    common = [f"--config.source_workdir={lenet_source}", "--config.targets=digits_b", "--config.baselines=", "--config.seeds=0",
+              f"--workdir={tmp_path}"]
+    ok = run_script(*lenet, *common, "--config.levels=1")
+    assert ok.returncode == 0, ok.stderr
+    assert "| digits_a (sgd) |" in ok.stdout and (tmp_path / "report" / "report.md").exists()
+    metrics, times = (tmp_path / "metrics.jsonl").read_text(), record_times(tmp_path)
+    cases = [
+        ([*lenet, "--config.levels=7"], f"error: level 7 does not exist in {lenet_source}; levels that do: 0, 1, 2"),
+        ([*lenet, "--config.target_optimizer=rmsprop"], "error: target_optimizer='rmsprop' is not one of config, sgd, adam"),
+        ([*lenet, "--target_config=experiments/configs/find_ticket_digits_conv2.py", "--config.levels=1"],
+         "error: the ticket does not fit the target model: the target has conv_0/bias (64,), the ticket has no such parameter"),
+        ([*lenet, "--config.levels=1", "--config.reinit_head=true"],
+         "holds a run with head='kept'; this run asks head='fresh'"),
+        ([*lenet, "--config.levels=1", "--config.recipe.training.epochs=4"],
+         "holds a run with target.training.epochs=3; this run asks target.training.epochs=4"),
+    ]
+    for extra, message in cases:
+        assert_one_line_error(run_script(*extra, *common), message)
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics and record_times(tmp_path) == times
+
+
+def test_changed_baseline_settings_are_refused_before_anything_trains(tmp_path, lenet_source):
+    study = TransferStudy(source=None, targets=["digits_b"], baselines=("random",), seeds=(0,), source_workdir=str(lenet_source), levels=[1])
+    run_transfer_study(small_digits(), study, tmp_path, **QUIET)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.json*")}
+    for change, message in ((dict(random_scope="global"), "random_scope='layer'; this run asks random_scope='global'"),
+                            (dict(reinit_head=True), "head='kept'; this run asks head='fresh'")):
+        with pytest.raises(UserError, match=message):
+            run_transfer_study(small_digits(), dataclasses.replace(study, **change), tmp_path, **QUIET)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json*")} == before
+    again = run_transfer_study(small_digits(), dataclasses.replace(study, prune_head=True), tmp_path, **QUIET)  # kept head: no effect
+    assert again["groups"] and {p: p.read_bytes() for p in tmp_path.rglob("record.json")} == {p: v for p, v in before.items() if p.name == "record.json"}
+
+
+def test_a_target_that_does_not_fit_is_found_before_the_source_trains(tmp_path):
+    study = TransferStudy(source="digits_a", targets=["digits_b"], baselines=())
+    with pytest.raises(UserError, match="the ticket does not fit the target model"):
+        run_transfer_study(small_digits(), study, tmp_path, target_config=digits_conv2.get_config(), **QUIET)
+    assert not (tmp_path / "source").exists()
+
+
+def test_all_rows_of_a_target_count_over_one_denominator(tmp_path):
+    c = small_digits()
+    c.pruning.exclude = ("^fc/",)  # the output layer dense, as OpenLTH's VGG presets
+    study = TransferStudy(source="digits_a", targets=["digits_b"], baselines=("random", "target_own"))
+    run_transfer_study(c, study, tmp_path, **QUIET)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    totals = {(r["ticket"], r["level"]): r["weights_remaining"] / r["fraction_remaining"] for r in rows}
+    assert len({round(t) for t in totals.values()}) == 1, totals  # the prunable weights without the output layer
+    by_kind = {(r["ticket"], r["level"]): r["fraction_remaining"] for r in rows}
+    for level in (1, 2):
+        assert by_kind[("winning", level)] == by_kind[("random", level)] == by_kind[("target_own", level)]
+
+
+def test_a_changed_recipe_of_the_targets_own_tickets_is_refused(tmp_path, lenet_source):
+    study = TransferStudy(source=None, targets=["digits_b"], baselines=("target_own",), seeds=(0,), source_workdir=str(lenet_source), levels=[1])
+    run_transfer_study(small_digits(), study, tmp_path, **QUIET)
+    changed = small_digits()
+    changed.pruning.rate = 0.3  # only the target's own tickets see it
+    with pytest.raises(UserError, match=r"target/digits_b_sgd/seed_0 holds a run with plan.rate=0.2; this run asks plan.rate=0.3"):
+        run_transfer_study(small_digits(), study, tmp_path, target_config=changed, **QUIET)

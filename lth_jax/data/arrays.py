@@ -7,15 +7,17 @@ from typing import Iterator
 
 import numpy as np
 
+from lth_jax.errors import UserError
+
 __all__ = ["ArrayDataset", "TaskData", "standardize", "epoch_order", "steps_per_epoch", "local_rows"]
 
 
 def steps_per_epoch(n: int, batch_size: int, drop_remainder: bool = False) -> int:
     """Batches per epoch of ``n`` examples (a partial last batch counts unless dropped)."""
     if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1")
+        raise UserError(f"batch_size={batch_size} must be >= 1")
     if drop_remainder and batch_size > n:
-        raise ValueError(f"batch_size={batch_size} is larger than the {n} examples and drop_remainder is set")
+        raise UserError(f"batch_size={batch_size} is larger than the {n} examples and drop_remainder is set")
     return n // batch_size if drop_remainder else -(-n // batch_size)
 
 
@@ -44,7 +46,7 @@ def local_rows(batch_size: int, shard: tuple[int, int]) -> slice:
     """The rows of a global batch that process ``shard[0]`` of ``shard[1]`` feeds."""
     index, count = shard
     if batch_size % count:
-        raise ValueError(f"batch_size={batch_size} is not divisible by the {count} processes")
+        raise UserError(f"batch_size={batch_size} is not divisible by the {count} processes")
     local = batch_size // count
     return slice(index * local, (index + 1) * local)
 
@@ -66,9 +68,9 @@ class ArrayDataset:
 
     def __post_init__(self):
         if len(self.x) != len(self.y):
-            raise ValueError(f"x has {len(self.x)} examples but y has {len(self.y)}")
+            raise UserError(f"x has {len(self.x)} examples but y has {len(self.y)}")
         if len(self.x) == 0:
-            raise ValueError("the dataset is empty")
+            raise UserError("the dataset is empty")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -99,11 +101,11 @@ class ArrayDataset:
     def split(self, fraction: float, seed: int = 0) -> tuple["ArrayDataset", "ArrayDataset"]:
         """A random ``(1 − fraction, fraction)`` split, e.g. a validation set held out of training."""
         if not 0.0 < fraction < 1.0:
-            raise ValueError(f"split fraction={fraction!r} is outside the open interval (0, 1)")
+            raise UserError(f"split fraction={fraction!r} is outside the open interval (0, 1)")
         order = np.random.default_rng(seed).permutation(len(self))
         held = int(round(fraction * len(self)))
         if held == 0 or held == len(self):
-            raise ValueError(f"split fraction={fraction!r} of {len(self)} examples leaves one side empty")
+            raise UserError(f"split fraction={fraction!r} of {len(self)} examples leaves one side empty")
         keep, out = np.sort(order[held:]), np.sort(order[:held])
         return ArrayDataset(self.x[keep], self.y[keep]), ArrayDataset(self.x[out], self.y[out])
 

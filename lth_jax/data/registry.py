@@ -1,4 +1,4 @@
-"""Image-classification datasets by name (SPEC §1.5), read from TFDS or scikit-learn.
+"""Image-classification datasets by name (those of Morcos et al.), read from TFDS or scikit-learn.
 
 Small datasets are read once into host memory as uint8 NHWC arrays
 (:class:`~lth_jax.data.ArrayDataset`); augmentation and normalization run on the
@@ -21,6 +21,7 @@ import numpy as np
 
 from lth_jax.data.arrays import ArrayDataset
 from lth_jax.data.tfds import read_split
+from lth_jax.errors import UserError
 
 __all__ = ["DatasetSpec", "DATASETS", "ImageData", "dataset_names", "get_spec", "load_dataset", "adapt_images", "class_balanced_halves"]
 
@@ -72,7 +73,7 @@ def dataset_names() -> list[str]:
 
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names())}")
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names())}")
     return DATASETS[name]
 
 
@@ -96,7 +97,7 @@ class ImageData:
 def adapt_images(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """uint8 NHWC images made to fit a model's input ``shape``: gray replicated to 3
     channels; small images upsampled by the largest integer factor that fits
-    (nearest neighbour) and zero-padded, centred, to the target size (SPEC §1.3:
+    (nearest neighbour) and zero-padded, centred, to the target size (as Morcos et al.:
     28×28 gray → 32×32×3; 8×8 digits → 32×32 by ×4)."""
     n, h, w, c = images.shape
     th, tw, tc = shape
@@ -104,9 +105,9 @@ def adapt_images(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
         if c == 1 and tc == 3:
             images = np.repeat(images, 3, axis=-1)
         else:
-            raise ValueError(f"cannot turn {c}-channel images into {tc} channels")
+            raise UserError(f"cannot turn {c}-channel images into {tc} channels")
     if th < h or tw < w:
-        raise ValueError(f"images of {h}×{w} do not fit an input of {th}×{tw}")
+        raise UserError(f"images of {h}×{w} do not fit an input of {th}×{tw}")
     factor = min(th // h, tw // w)
     if factor > 1:
         images = images.repeat(factor, axis=1).repeat(factor, axis=2)
@@ -154,7 +155,7 @@ def load_dataset(
         from lth_jax.data.streaming import StreamingDataset
 
         if shape[2] != 3:
-            raise ValueError(f"{name} has RGB images; input_shape={shape} asks {shape[2]} channels")
+            raise UserError(f"{name} has RGB images; input_shape={shape} asks {shape[2]} channels")
         common = dict(name=spec.source_name, data_dir=data_dir, download=download, size=shape[0], workers=workers)
         train = StreamingDataset(split=spec.train_split, train=True, **common)
         test = StreamingDataset(split=spec.test_split, train=False, **common)

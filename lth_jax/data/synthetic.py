@@ -1,4 +1,4 @@
-"""Synthetic parallel-task data of the thesis (SPEC §2.1), from scikit-learn's generators."""
+"""Synthetic parallel-task data of the thesis (Moons+Circles), from scikit-learn's generators."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from lth_jax.data.arrays import ArrayDataset, TaskData, standardize
+from lth_jax.errors import UserError
 
 __all__ = ["TASK_KINDS", "parallel_tasks", "moons_circles"]
 
@@ -35,10 +36,10 @@ def parallel_tasks(
 
     kinds = tuple(kinds)
     if not kinds:
-        raise ValueError("parallel_tasks needs at least one task")
+        raise UserError("parallel_tasks needs at least one task")
     for kind in kinds:
         if kind not in TASK_KINDS:
-            raise ValueError(f"unknown task kind {kind!r}; known kinds: {', '.join(TASK_KINDS)}")
+            raise UserError(f"unknown task kind {kind!r}; known kinds: {', '.join(TASK_KINDS)}")
     rng = np.random.RandomState(data_seed)
     xs, ys = [], []
     for kind in kinds:

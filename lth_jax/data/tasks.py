@@ -1,4 +1,4 @@
-"""The thesis's parallel-task datasets by name (SPEC §2.1)."""
+"""The thesis's parallel-task datasets by name (Moons+Circles, parallel moons, MNIST+Fashion-MNIST)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 from lth_jax.data.arrays import ArrayDataset, TaskData, standardize
 from lth_jax.data.synthetic import parallel_tasks
 from lth_jax.data.tfds import read_split
+from lth_jax.errors import UserError
 
 __all__ = ["TASK_DATASETS", "load_task_data", "mnist_fashion", "single_image_task"]
 
@@ -64,10 +65,10 @@ def load_task_data(
         return parallel_tasks(("circles", "moons"), data_seed)
     if name == "parallel_moons":
         if num_tasks < 1:
-            raise ValueError(f"num_tasks={num_tasks} must be >= 1")
+            raise UserError(f"num_tasks={num_tasks} must be >= 1")
         return parallel_tasks(("moons",) * num_tasks, data_seed)
     if name == "mnist_fashion":
         return mnist_fashion(data_dir, download)
     if name in ("mnist", "fashion_mnist"):
         return single_image_task(name, data_dir, download)
-    raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(TASK_DATASETS)}")
+    raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(TASK_DATASETS)}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lth_jax.errors import UserError
+
 __all__ = ["open_source", "read_split", "prepare_hint"]
 
 
@@ -24,7 +26,7 @@ def open_source(name: str, split: str, data_dir: str | None = None, download: bo
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=download)
     except tfds.core.registered.DatasetNotFoundError:
-        raise ValueError(f"unknown TFDS dataset {name!r}") from None
+        raise UserError(f"unknown TFDS dataset {name!r}") from None
     except Exception as e:  # not prepared, or prepared in another format
         try:
             builder = tfds.builder(name, data_dir=data_dir)
@@ -32,8 +34,8 @@ def open_source(name: str, split: str, data_dir: str | None = None, download: bo
         except Exception:
             where, prepared = data_dir or "~/tensorflow_datasets", False
         if not prepared:
-            raise FileNotFoundError(f"TFDS dataset {name!r} is not prepared in {where}: {prepare_hint(name)}") from None
-        raise FileNotFoundError(
+            raise UserError(f"TFDS dataset {name!r} is not prepared in {where}: {prepare_hint(name)}") from None
+        raise UserError(
             f"TFDS dataset {name!r} in {where} cannot be read without TensorFlow ({type(e).__name__}); "
             f"rebuild it with `tfds build {name} --file_format=array_record`"
         ) from None
@@ -50,5 +52,5 @@ def read_split(
         for f in features:
             columns[f].append(np.asarray(record[f]))
     if not len(source):
-        raise ValueError(f"TFDS split {name}[{split}] is empty")
+        raise UserError(f"TFDS split {name}[{split}] is empty")
     return {f: np.stack(values) for f, values in columns.items()}

@@ -6,7 +6,8 @@
 - ``cifar_vgg_11``, ``cifar_vgg_13``, ``cifar_vgg_16``, ``cifar_vgg_19`` (``width_multiplier``)
 - ``cifar_resnet_20``, ``cifar_resnet_56`` (any ``cifar_resnet_<6n+2>``)
 - ``resnet_18``, ``resnet_50`` (``stem="imagenet"`` or ``"cifar"``)
-- ``lenet_300_100`` (alias ``mnist_lenet_300_100``), ``conv_2``, ``conv_4``, ``conv_6``
+- ``lenet_300_100`` (alias ``mnist_lenet_300_100``; any ``lenet_<w1>_<w2>...`` as OpenLTH
+  names its fully connected nets), ``conv_2``, ``conv_4``, ``conv_6``
 
 Every model accepts ``dtype`` (e.g. ``jnp.bfloat16`` for mixed precision: bf16
 compute, float32 parameters and logits).
@@ -19,6 +20,7 @@ from typing import Callable
 
 import flax.linen as nn
 
+from lth_jax.errors import UserError
 from lth_jax.models.lenet import ConvNet, LeNet
 from lth_jax.models.mlp import MLP
 from lth_jax.models.resnet import ResNet, cifar_resnet, imagenet_resnet
@@ -42,8 +44,11 @@ def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     match = re.fullmatch(r"cifar_resnet_(\d+)", name)
     if match and name not in MODELS:
         return cifar_resnet(int(match.group(1)), num_classes, **kwargs)
+    match = re.fullmatch(r"(?:mnist_)?lenet((?:_\d+)+)", name)
+    if match and name not in MODELS:
+        return LeNet(tuple(int(w) for w in match.group(1).split("_")[1:]), num_classes, **kwargs)
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     return MODELS[name](num_classes=num_classes, **kwargs)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -12,6 +12,8 @@ from lth_jax.models.layers import conv, dense, width
 
 class LeNet(nn.Module):
     """Fully connected: flatten → ``hidden`` ReLU layers → classes (OpenLTH ``mnist_lenet_300_100``)."""
+
+    output_layer: ClassVar[str] = 'fc'  # the layer a ticket records as its head
 
     hidden: Sequence[int] = (300, 100)
     num_classes: int = 10
@@ -28,6 +30,8 @@ class LeNet(nn.Module):
 class ConvNet(nn.Module):
     """Conv-2/4/6: pairs of 3x3 convs (64, 128, 256) each followed by a 2x2 max-pool,
     then dense 256 → 256 → classes; ReLU, no normalization."""
+
+    output_layer: ClassVar[str] = 'fc'  # the layer a ticket records as its head
 
     conv_pairs: int = 2
     num_classes: int = 10

@@ -1,11 +1,13 @@
-"""The thesis MLP: Dense → ReLU → … → Dense, linear outputs (SPEC §2.2)."""
+"""The thesis MLP: Dense → ReLU → … → Dense, linear outputs, Kaiming-normal weights."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from lth_jax.errors import UserError
 
 __all__ = ["MLP", "kaiming_normal", "kernels_in_order"]
 
@@ -21,16 +23,18 @@ class MLP(nn.Module):
     against the (flattened) input.
     """
 
+    output_layer: ClassVar[str] = 'output'  # the layer a ticket records as its head
+
     shape: Sequence[int]
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train  # no dropout or normalization
         if len(self.shape) < 2:
-            raise ValueError(f"MLP shape={tuple(self.shape)} needs at least an input and an output size")
+            raise UserError(f"MLP shape={tuple(self.shape)} needs at least an input and an output size")
         x = x.reshape(x.shape[0], -1)
         if x.shape[-1] != self.shape[0]:
-            raise ValueError(f"MLP shape={tuple(self.shape)} expects {self.shape[0]} input features, got {x.shape[-1]}")
+            raise UserError(f"MLP shape={tuple(self.shape)} expects {self.shape[0]} input features, got {x.shape[-1]}")
         for i, width in enumerate(self.shape[1:-1]):
             x = nn.relu(nn.Dense(width, kernel_init=kaiming_normal, bias_init=nn.initializers.zeros, name=f"hidden_{i}")(x))
         return nn.Dense(self.shape[-1], kernel_init=kaiming_normal, bias_init=nn.initializers.zeros, name="output")(x)

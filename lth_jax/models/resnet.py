@@ -3,11 +3,12 @@ ImageNet ResNet-18/50 (torchvision layout), with an ImageNet or a CIFAR stem."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from lth_jax.errors import UserError
 from lth_jax.models.layers import batch_norm, conv, dense, width
 
 
@@ -52,6 +53,8 @@ class ResNet(nn.Module):
     bottleneck's ×4). ``stem``: ``"imagenet"`` (7x7/2 conv, 3x3/2 max-pool) or
     ``"cifar"`` (3x3/1 conv, no pool)."""
 
+    output_layer: ClassVar[str] = 'fc'  # the layer a ticket records as its head
+
     stages: Sequence[int]
     widths: Sequence[int]
     bottleneck: bool = False
@@ -63,7 +66,7 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         if self.stem not in ("imagenet", "cifar"):
-            raise ValueError(f"stem={self.stem!r} is not one of 'imagenet', 'cifar'")
+            raise UserError(f"stem={self.stem!r} is not one of 'imagenet', 'cifar'")
         x = x.astype(self.dtype)
         if self.stem == "imagenet":
             x = conv(self.stem_width, 7, strides=2, dtype=self.dtype, name="stem_conv")(x)
@@ -84,9 +87,9 @@ class ResNet(nn.Module):
 def cifar_resnet(depth: int, num_classes: int = 10, width_multiplier: float = 1.0, **kwargs) -> ResNet:
     """ResNet-N for CIFAR: 3 stages of (N − 2) / 6 basic blocks with 16, 32, 64 channels."""
     if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth {depth} is not 6n + 2 (20, 32, 44, 56, 110, ...)")
+        raise UserError(f"CIFAR ResNet depth {depth} is not 6n + 2 (20, 32, 44, 56, 110, ...)")
     n = (depth - 2) // 6
-    widths = [width(w, width_multiplier) for w in (16, 32, 64)]
+    widths = tuple(width(w, width_multiplier) for w in (16, 32, 64))
     return ResNet(stages=(n, n, n), widths=widths, stem="cifar", stem_width=widths[0], num_classes=num_classes, **kwargs)
 
 
@@ -94,7 +97,7 @@ def imagenet_resnet(depth: int, num_classes: int = 1000, stem: str = "imagenet",
     """ResNet-18 (basic blocks [2, 2, 2, 2]) or ResNet-50 (bottlenecks [3, 4, 6, 3])."""
     layouts = {18: ((2, 2, 2, 2), False), 34: ((3, 4, 6, 3), False), 50: ((3, 4, 6, 3), True), 101: ((3, 4, 23, 3), True)}
     if depth not in layouts:
-        raise ValueError(f"ResNet depth {depth} is not one of {sorted(layouts)}")
+        raise UserError(f"ResNet depth {depth} is not one of {sorted(layouts)}")
     stages, bottleneck = layouts[depth]
-    widths = [width(w, width_multiplier) for w in (64, 128, 256, 512)]
+    widths = tuple(width(w, width_multiplier) for w in (64, 128, 256, 512))
     return ResNet(stages=stages, widths=widths, bottleneck=bottleneck, stem=stem, stem_width=widths[0], num_classes=num_classes, **kwargs)

@@ -1,13 +1,14 @@
-"""CIFAR VGG (SPEC §1.4, OpenLTH ``cifar_vgg_N``): 3x3 conv → BatchNorm → ReLU, 2x2
+"""CIFAR VGG (Morcos et al.'s VGG19, OpenLTH ``cifar_vgg_N``): 3x3 conv → BatchNorm → ReLU, 2x2
 max-pools, global average pooling and one dense layer 512 → classes."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from lth_jax.errors import UserError
 from lth_jax.models.layers import batch_norm, conv, dense, width
 
 PLANS = {
@@ -23,6 +24,8 @@ class VGG(nn.Module):
 
     Global average pooling makes it resolution-agnostic (32×32 and 224×224 share weights).
     """
+
+    output_layer: ClassVar[str] = 'fc'  # the layer a ticket records as its head
 
     plan: Sequence
     num_classes: int = 10
@@ -46,5 +49,5 @@ class VGG(nn.Module):
 
 def cifar_vgg(depth: int, num_classes: int = 10, **kwargs) -> VGG:
     if depth not in PLANS:
-        raise ValueError(f"VGG depth {depth} is not one of {sorted(PLANS)}")
+        raise UserError(f"VGG depth {depth} is not one of {sorted(PLANS)}")
     return VGG(plan=PLANS[depth], num_classes=num_classes, **kwargs)

@@ -1,10 +1,10 @@
 """Morcos et al. (NeurIPS 2019), ResNet50 on CIFAR-10 with Adam.
 
-SPEC §1.4 [repl]: Adam lr 3e-4 with the SGD recipe's 90 epochs and steps at 50,
+The ReScience C (2020) replication of the paper: Adam lr 3e-4 with the SGD recipe's 90 epochs and steps at 50,
 65, 80; otherwise as ``morcos_resnet50_sgd``.
 """
 
-from experiments.configs import morcos_resnet50_sgd
+from experiments.configs import find_ticket_morcos_resnet50_sgd as morcos_resnet50_sgd
 
 
 def get_config():

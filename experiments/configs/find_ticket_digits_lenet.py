@@ -6,7 +6,7 @@ epochs, batch 64; 20% global pruning for 10 levels; late resetting to epoch 1.
 Our choice, sized to run in about a minute on a laptop CPU.
 """
 
-from lth_jax.recipes import default_config
+from lth_jax.find_ticket import default_config
 
 
 def get_config():

@@ -1,11 +1,11 @@
 """Offline demonstration: Conv-2 on scikit-learn's digits as 32×32×3 images.
 
 The 8×8 gray digits are upsampled ×4 and replicated to 3 channels, the input of
-the CIFAR models (SPEC §1.3), with 4-pixel random crops. Adam 1e-3 for 15
+the CIFAR models (as Morcos et al. adapt gray images), with 4-pixel random crops. Adam 1e-3 for 15
 epochs, batch 64; 20% global pruning for 8 levels; rewind to epoch 1.
 """
 
-from lth_jax.recipes import default_config
+from lth_jax.find_ticket import default_config
 
 
 def get_config():

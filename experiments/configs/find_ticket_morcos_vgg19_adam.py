@@ -1,11 +1,11 @@
 """Morcos et al. (NeurIPS 2019), VGG19 on CIFAR-10 with Adam (the optimizer-transfer recipe).
 
-SPEC §1.4 [repl]: Adam lr 3e-4 with the SGD recipe's epochs and steps (×0.1 at
+The ReScience C (2020) replication of the paper: Adam lr 3e-4 with the SGD recipe's epochs and steps (×0.1 at
 80 and 120 of 160), batch 512, no weight decay; pruning and rewinding as the
 SGD preset.
 """
 
-from experiments.configs import morcos_vgg19_sgd
+from experiments.configs import find_ticket_morcos_vgg19_sgd as morcos_vgg19_sgd
 
 
 def get_config():

@@ -1,31 +1,36 @@
-"""Image-classification experiments from an ml_collections config (SPEC Part 1).
+"""Finding winning tickets on image classifiers, from an ml_collections config.
 
 A config names a dataset, a model, a training recipe, a pruning plan and a
 rewind step; :func:`default_config` documents every field and
 ``experiments/configs/*.py`` are the papers' presets. The helpers turn a config
 into the library's objects; :func:`find_ticket` runs IMP with late resetting
-and writes the run directory.
+and writes the run directory; :func:`run` is the experiment that
+``experiments/find_ticket.py`` runs (presets: ``experiments/configs/find_ticket_*.py``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+from etils import epath
 from ml_collections import config_dict
 
 from lth_jax import masks as mask_lib
 from lth_jax import objectives
 from lth_jax.data.augment import image_preprocess
 from lth_jax.data.registry import ImageData, get_spec, load_dataset
-from lth_jax.imp import PruningPlan, format_level, run_imp
+from lth_jax.errors import UserError
+from lth_jax.imp import check_imp, run_imp
+from lth_jax.loop import format_level
 from lth_jax.models import get_model
 from lth_jax.optim import OptimizerRecipe
 from lth_jax.results import environment, write_json, write_jsonl
 from lth_jax.train import TrainConfig
+from lth_jax.trajectory import PruningPlan
 
 __all__ = [
     "default_config",
@@ -37,12 +42,16 @@ __all__ = [
     "ticket_info",
     "metrics_row",
     "find_ticket",
+    "check_find_ticket",
+    "run",
     "OPTIMIZER_PRESETS",
     "with_optimizer",
     "planned_trajectory",
+    "abstract_params",
+    "recipe_settings",
 ]
 
-# SPEC §1.4 [repl]: the optimizers of Morcos et al.'s optimizer transfer. Only the
+# The optimizers of Morcos et al.'s optimizer transfer (as the ReScience C 2020 replication sets them). Only the
 # optimizer changes; epochs, schedule shape and milestones stay the config's.
 OPTIMIZER_PRESETS = {
     "sgd": dict(name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4),
@@ -114,21 +123,37 @@ def with_optimizer(c, preset: str | None) -> ml_collections.ConfigDict:
     if preset in (None, "config"):
         return c
     if preset not in OPTIMIZER_PRESETS:
-        raise ValueError(f"unknown optimizer preset {preset!r}; known: config, {', '.join(OPTIMIZER_PRESETS)}")
+        raise UserError(f"unknown optimizer preset {preset!r}; known: config, {', '.join(OPTIMIZER_PRESETS)}")
     c.optimizer.update(OPTIMIZER_PRESETS[preset])
     return c
+
+
+def abstract_params(c, num_classes: int):
+    """The parameter shapes (``ShapeDtypeStruct`` leaves) of config ``c``'s model; nothing is computed."""
+    model = build_model(c, num_classes)
+    x = jnp.zeros((1,) + tuple(c.input_shape), jnp.float32)
+    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))["params"]
 
 
 def planned_trajectory(c) -> list[int]:
     """Prunable weights remaining at each level of the run config ``c`` describes
     (level 0 first), from the model's parameter shapes; nothing is trained."""
-    spec = get_spec(c.dataset)
-    model = build_model(c, spec.num_classes)
-    x = jnp.zeros((1,) + tuple(c.input_shape), jnp.float32)
-    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))["params"]
+    params = abstract_params(c, get_spec(c.dataset).num_classes)
     plan = pruning_plan(c)
     mask_lib.check_exclude_patterns(params, plan.exclude)
     return plan.trajectory(mask_lib.count_prunable(params, mask_lib.prunable_rule(plan.exclude)))
+
+
+# Config fields that do not change what a recipe computes.
+VOLATILE_FIELDS = ("data_dir", "download", "workers")
+VOLATILE_TRAINING = ("log_every_epochs", "checkpoint_every_epochs", "checkpoint_every_seconds", "checkpoint_async")
+
+
+def recipe_settings(c) -> dict:
+    """The fields of config ``c`` that change how a ticket trains (stage settings)."""
+    d = c.to_dict()
+    d["training"] = {k: v for k, v in d["training"].items() if k not in VOLATILE_TRAINING}
+    return {k: v for k, v in d.items() if k not in VOLATILE_FIELDS + ("seed", "pruning", "rewind")}
 
 
 def load_data(c) -> ImageData:
@@ -164,12 +189,12 @@ def preprocess_fn(c, data: ImageData):
 
 
 def ticket_info(c, data: ImageData) -> dict:
-    """What ``ticket.json`` records about the source of a ticket."""
+    """What ``ticket.json`` records about the source of a ticket (the engine adds the
+    head, the class count and the prunable rule)."""
     return {
         "model": c.model,
         "model_kwargs": dict(c.model_kwargs),
         "dataset": c.dataset,
-        "classes": data.num_classes,
         "input_shape": list(data.image_shape),
         "optimizer": c.optimizer.name,
     }
@@ -182,15 +207,31 @@ def metrics_row(record: dict) -> dict:
     return {**{k: record.get(k) for k in keys}, "epoch": record["epochs"]}
 
 
-def find_ticket(c, workdir: str | Path, *, data: ImageData | None = None, log_fn: Callable[[str], None] = print) -> dict:
+def _imp_arguments(c, data: ImageData) -> tuple[tuple, dict]:
+    """The positional and keyword arguments of ``run_imp`` that config ``c`` describes."""
+    model = build_model(c, data.num_classes)
+    args = (model, objectives.softmax_classification(), data.train, data.test, train_config(c), pruning_plan(c))
+    return args, dict(rewind=c.rewind, seed=c.seed, preprocess=preprocess_fn(c, data), ticket_info=ticket_info(c, data),
+                      settings={"recipe": recipe_settings(c)})
+
+
+def check_find_ticket(c, workdir: str | os.PathLike, *, data: ImageData) -> None:
+    """Refuse (``UserError``) when ``workdir`` holds a find_ticket run with other
+    settings; computes and writes nothing."""
+    args, kwargs = _imp_arguments(c, data)
+    check_imp(*args, workdir=workdir, **kwargs)
+
+
+def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None, log_fn: Callable[[str], None] = print) -> dict:
     """IMP with late resetting on an image dataset; resumable. Returns the summary.
     ``data``: the config's dataset, already loaded (else it is loaded here)."""
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     data = load_data(c) if data is None else data
-    model = build_model(c, data.num_classes)
-    config, plan = train_config(c), pruning_plan(c)
+    args, kwargs = _imp_arguments(c, data)
+    check_imp(*args, workdir=workdir, **kwargs)  # a rejected rerun writes nothing
     if not (workdir / "config.json").exists():
         write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
+    plan = args[-1]
     log_fn(f"{c.model} on {c.dataset} ({len(data.train)} train / {len(data.test)} test, input {tuple(data.image_shape)}), "
            f"{plan.scope} pruning, rewind {c.rewind}")
     rows: list[dict] = []
@@ -200,21 +241,7 @@ def find_ticket(c, workdir: str | Path, *, data: ImageData | None = None, log_fn
         write_jsonl(workdir / "metrics.jsonl", rows)
         log_fn(format_level(result.record))
 
-    result = run_imp(
-        model,
-        objectives.softmax_classification(),
-        data.train,
-        data.test,
-        config,
-        plan,
-        rewind=c.rewind,
-        seed=c.seed,
-        workdir=workdir,
-        level_callback=on_level,
-        preprocess=preprocess_fn(c, data),
-        ticket_info=ticket_info(c, data),
-        log_fn=log_fn,
-    )
+    result = run_imp(*args, workdir=workdir, level_callback=on_level, log_fn=log_fn, **kwargs)
     summary = {
         "model": c.model,
         "dataset": c.dataset,
@@ -227,3 +254,8 @@ def find_ticket(c, workdir: str | Path, *, data: ImageData | None = None, log_fn
     write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
     write_json(workdir / "summary.json", summary)
     return summary
+
+
+def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print) -> dict:
+    """The find_ticket experiment of config ``c`` (``experiments/find_ticket.py``)."""
+    return find_ticket(c, workdir, log_fn=log_fn)

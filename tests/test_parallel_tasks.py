@@ -1,5 +1,6 @@
-"""The thesis experiments end to end (small settings)."""
+"""The thesis experiments end to end (small settings): lth_jax.parallel_tasks, lth_jax.thesis_sweep and their scripts."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,15 +10,17 @@ import matplotlib.image
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
-from conftest import REPO
+from conftest import REPO, script_env
 from helpers import assert_one_line_error
+
 from lth_jax import objectives
 from lth_jax.data.synthetic import moons_circles
+from lth_jax.errors import UserError
+from lth_jax.loop import fit
 from lth_jax.models import MLP
 from lth_jax.optim import OptimizerRecipe, make_optimizer
-from lth_jax.thesis import ThesisConfig, run_parallel_tasks
-from lth_jax.train import TrainConfig, create_train_state, fit, init_variables, make_eval_step, make_train_step
+from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
+from lth_jax.train import TrainConfig, create_train_state, init_variables, make_eval_step, make_train_step
 
 ROW_KEYS = {"seed", "level", "weights_remaining", "active_weights", "accuracy", "test_loss", "num_components", "status", "edges"}
 
@@ -87,6 +90,20 @@ def test_small_run_writes_every_output(tmp_path):
     assert any(line.startswith("seed") and "level" in line for line in lines)
 
 
+def test_a_changed_setting_on_an_existing_run_is_refused(tmp_path):
+    config = small_config(seeds=(0,), epochs=2)
+    run_parallel_tasks(config, tmp_path, log_fn=lambda line: None)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.json*")}
+    for change, key in ((dict(stop_on_degradation=False), "experiment.stop_on_degradation"), (dict(coverage="output"), "experiment.coverage"),
+                        (dict(learning_rate=1e-3), "experiment.learning_rate"), (dict(data_seed=1), "experiment.data_seed")):
+        with pytest.raises(UserError, match=f"holds a run with {key}="):
+            run_parallel_tasks(dataclasses.replace(config, **change), tmp_path, log_fn=lambda line: None)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json*")} == before  # nothing written
+    lines = []
+    again = run_parallel_tasks(dataclasses.replace(config, log_every_epochs=1, vmap=False), tmp_path, log_fn=lines.append)  # how it runs: fine
+    assert again["seeds"]["0"]["levels_trained"] == 3 and not any("epoch" in line and "step" in line for line in lines)
+
+
 def test_stop_rules(tmp_path):
     # 4 weights cannot connect 4 inputs and 2 outputs through two hidden layers: the last level degrades
     tiny = dict(extension_level=None, shape=(4, 6, 6, 2), levels=3, target=4, rate=None, seeds=(0,), epochs=2)
@@ -125,11 +142,11 @@ def test_single_image_task_e9_trains_every_level_under_the_tfds_mock(tmp_path):
 
 def run_script(*args):
     return subprocess.run([sys.executable, "-m", "experiments.parallel_tasks", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+                          env=script_env())
 
 
 def test_script_end_to_end(tmp_path):
-    proc = run_script(f"--workdir={tmp_path}", "--extension_level=1", "--seeds=0,1", "--epochs=3", "--patience=0")
+    proc = run_script(f"--workdir={tmp_path}", "--config.extension_level=1", "--config.seeds=0,1", "--config.epochs=3", "--config.patience=0")
     assert proc.returncode == 0, proc.stderr
     assert "status" in proc.stdout and "seed 1:" in proc.stdout
     assert (tmp_path / "summary.json").exists() and (tmp_path / "figures" / "networks.png").exists()
@@ -142,25 +159,28 @@ def test_script_end_to_end(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--dataset=cifar"], "flag --dataset=cifar: value should be one of"),
-        (["--shape=4,8,3", "--levels=2", "--target=10"], "error: shape=(4, 8, 3) does not fit the data: it needs 4 inputs and 2 outputs"),
-        (["--shape=5,8,2", "--levels=2", "--target=10"], "error: shape=(5, 8, 2) does not fit the data: it needs 4 inputs and 2 outputs"),
-        (["--rate=1.5"], "--rate must be in the open interval (0, 1)"),
-        (["--seeds="], "error: --seeds='' names no seed"),
-        (["--seeds=0,x"], "error: '0,x' is not a comma-separated list of integers"),
-        (["--levels=3"], "error: --levels and --target need --shape"),
-        (["--dataset=mnist", "--shape=784,30,10", "--levels=1", "--target=100", "--data_dir=/nonexistent"], "error: TFDS dataset 'mnist' is not prepared"),
+        (["--config.dataset=cifar"], "error: unknown dataset 'cifar'; known datasets: moons_circles"),
+        (["--config.shape=4,8,3", "--config.levels=2", "--config.target=10"], "error: shape=(4, 8, 3) does not fit the data: it needs 4 inputs and 2 outputs"),
+        (["--config.shape=5,8,2", "--config.levels=2", "--config.target=10"], "error: shape=(5, 8, 2) does not fit the data: it needs 4 inputs and 2 outputs"),
+        (["--config.rate=1.5"], "error: rate=1.5 is outside the open interval (0, 1)"),
+        (["--config.seeds=0,x"], "error: seeds=('0,x',) is not a list of integers"),
+        (["--config.levels=3"], "error: the network extension fixes the trajectory: levels and target need a shape"),
+        (["--config.coverage=all"], "error: coverage='all' is not one of 'total', 'output'"),
+        (["--config.seed=3"], "error: a --config override names a field the config does not have: 'seed' (did you mean 'seeds'?)"),
+        (["--config.dataset=mnist", "--config.shape=784,30,10", "--config.levels=1", "--config.target=100", "--data_dir=/nonexistent"],
+         "error: TFDS dataset 'mnist' is not prepared"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, message):
-    assert_one_line_error(run_script(f"--workdir={tmp_path}", "--epochs=1", *args), message)
+    assert_one_line_error(run_script(f"--workdir={tmp_path}", "--config.epochs=1", *args), message)
 
 
 def test_sweeps_and_their_report(tmp_path):
-    for grid, args in (("e1", ["--extension_levels=0-1"]), ("e4", ["--widths=31", "--level_counts=1,2"])):
+    for grid, args in (("e1", ["--config.extension_levels=0,1"]), ("e4", ["--config.widths=31", "--config.level_counts=1,2"])):
         proc = subprocess.run(
-            [sys.executable, "-m", "experiments.thesis_sweep", f"--grid={grid}", f"--workdir={tmp_path / grid}", "--seeds=0", "--epochs=2", *args],
-            cwd=REPO, capture_output=True, text=True, timeout=300, env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+            [sys.executable, "-m", "experiments.thesis_sweep", f"--config=experiments/configs/thesis_sweep_{grid}.py", f"--workdir={tmp_path / grid}",
+             "--config.experiment.seeds=0", "--config.experiment.epochs=2", *args],
+            cwd=REPO, capture_output=True, text=True, timeout=300, env=script_env(),
         )
         assert proc.returncode == 0, proc.stderr
         rows = [json.loads(line) for line in (tmp_path / grid / "sweep.jsonl").read_text().splitlines()]

@@ -6,7 +6,7 @@ CIFAR-10, batch 128, SGD lr 0.1 momentum 0.9 weight decay 1e-4, ×0.1 at epochs
 rewinding to the initialization.
 """
 
-from lth_jax.recipes import default_config
+from lth_jax.find_ticket import default_config
 
 
 def get_config(depth: str = "20"):

@@ -6,7 +6,7 @@ sparse global pruning of 20% per level with the output layer kept dense;
 rewinding to the initialization.
 """
 
-from lth_jax.recipes import default_config
+from lth_jax.find_ticket import default_config
 
 
 def get_config():

@@ -1,13 +1,13 @@
 """Morcos et al. (NeurIPS 2019), VGG19 on CIFAR-10 with SGD.
 
-Numbers from SPEC §1.1/§1.4, i.e. the ReScience C 2020 replication of the paper:
+Numbers from the ReScience C 2020 replication of the paper:
 SGD momentum 0.9, weight decay 1e-4, batch 512, lr 0.1 ×0.1 at epochs 80 and
 120 of 160; global magnitude pruning of 20% per level for 30 levels (0.8^30 ≈
-0.12% left); late resetting to the end of epoch 1 (SPEC default). Random crop
+0.12% left); late resetting to the end of epoch 1 (our default). Random crop
 with 4-pixel padding and horizontal flips.
 """
 
-from lth_jax.recipes import default_config
+from lth_jax.find_ticket import default_config
 
 
 def get_config():

@@ -1,0 +1,370 @@
+"""Winning tickets on parallel tasks (the thesis "Winning the lottery twice").
+
+:func:`run_parallel_tasks` is one experiment: data, MLP shape and pruning
+trajectory (or the network extension), IMP reset to the initialization for
+several seeds at once, the structure of every level's ticket, the stop rules,
+and the run directory (``config.json``, ``metrics.jsonl``, ``summary.json``,
+``figures/``, the IMP runs under ``imp/``). :class:`ThesisConfig` is its typed
+configuration; :func:`default_config` the same fields as an ml_collections
+config, which :func:`run` (``experiments/parallel_tasks.py``) converts.
+The grids of the thesis are in :mod:`lth_jax.thesis_sweep`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from etils import epath
+from ml_collections import config_dict
+
+from lth_jax import objectives, plots
+from lth_jax.data.tasks import load_task_data
+from lth_jax.errors import UserError
+from lth_jax.imp import check_imp, run_imp_seeds
+from lth_jax.models.mlp import MLP, kernels_in_order
+from lth_jax.optim import OptimizerRecipe
+from lth_jax.results import environment, write_json, write_jsonl
+from lth_jax.stage import Stage
+from lth_jax.structure import StructureReport, analyze, run_category
+from lth_jax.train import TrainConfig, TrainState, evaluate, make_eval_step
+from lth_jax.trajectory import PruningPlan, extension_shape, extension_trajectory, weight_count
+
+__all__ = ["ThesisConfig", "default_config", "run_parallel_tasks", "run", "format_row"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ThesisConfig:
+    """One parallel-task experiment (defaults: the thesis's Moons+Circles setting).
+
+    The MLP is either the network extension of ``base_shape`` at
+    ``extension_level`` (pruned along ``[P_E, ..., P_1, N]``), or an explicit
+    ``shape`` pruned along the trajectory of two of ``rate``, ``levels``,
+    ``target``. ``coverage`` is ``"total"`` or ``"output"`` (``None``: output for
+    the MNIST+Fashion data, total otherwise). ``validation_split`` holds a
+    fraction of the train set out for early stopping instead of the test set.
+    """
+
+    dataset: str = "moons_circles"
+    num_tasks: int = 3
+    base_shape: tuple[int, ...] = (4, 8, 8, 2)
+    extension_level: int | None = 9
+    shape: tuple[int, ...] | None = None
+    rate: float | None = 0.32
+    levels: int | None = None
+    target: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    epochs: int = 3000
+    patience: int | None = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    coverage: str | None = None
+    stop_on_degradation: bool = True
+    stop_on_split: bool = False
+    validation_split: float = 0.0
+    data_seed: int = 0
+    vmap: bool = True
+    data_dir: str | None = None
+    download: bool = False
+    log_every_epochs: int = 0
+    checkpoint_every_epochs: int = 0
+
+    def __post_init__(self):
+        for name in ("base_shape", "shape", "seeds"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    object.__setattr__(self, name, tuple(int(v) for v in value))
+                except (TypeError, ValueError):
+                    raise UserError(f"{name}={value!r} is not a list of integers") from None
+        if not self.seeds:
+            raise UserError("seeds is empty: give at least one seed")
+        if self.rate is not None and not 0.0 < self.rate < 1.0:
+            raise UserError(f"rate={self.rate} is outside the open interval (0, 1)")
+        if self.coverage not in (None, "total", "output"):
+            raise UserError(f"coverage={self.coverage!r} is not one of 'total', 'output'")
+        if self.extension_level is not None and self.shape is not None:
+            raise UserError("give either a shape or an extension level, not both")
+        if self.extension_level is None and self.shape is None:
+            raise UserError("give a shape (with two of rate, levels, target) or an extension level")
+        if self.extension_level is not None and (self.levels is not None or self.target is not None):
+            raise UserError("the network extension fixes the trajectory: levels and target need a shape")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise UserError(f"validation_split={self.validation_split} is outside [0, 1)")
+
+    def network(self) -> tuple[tuple[int, ...], PruningPlan]:
+        """The MLP shape and the pruning plan."""
+        if self.extension_level is not None:
+            rate = 0.32 if self.rate is None else self.rate
+            shape = extension_shape(self.base_shape, self.extension_level, rate)
+            return shape, PruningPlan(counts=tuple(extension_trajectory(self.base_shape, self.extension_level, rate)))
+        given = {k: getattr(self, k) for k in ("levels", "target") if getattr(self, k) is not None}
+        if len(given) == 2:
+            return self.shape, PruningPlan(**given)
+        if len(given) == 1 and self.rate is not None:
+            return self.shape, PruningPlan(rate=self.rate, **given)
+        raise UserError("with a shape, give two of rate, levels, target")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, c) -> "ThesisConfig":
+        """The experiment of an ml_collections config (:func:`default_config`'s fields).
+
+        A ``shape`` replaces the network extension; with a shape and both
+        ``levels`` and ``target`` the trajectory ends exactly at the target and
+        ``rate`` is not used. ``patience=0`` trains every epoch; ``coverage="auto"``
+        is output coverage for image data, total otherwise.
+        """
+        d = dict(c)
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise UserError(f"the config has fields a parallel-task experiment does not know: {', '.join(unknown)}")
+        if d.get("shape"):
+            d["extension_level"] = None
+            if d.get("levels") is not None and d.get("target") is not None:
+                d["rate"] = None
+        else:
+            d["shape"] = None
+        d["patience"] = d.get("patience") or None
+        d["coverage"] = None if d.get("coverage") in (None, "auto") else d["coverage"]
+        return cls(**d)
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every field of a parallel-task experiment, with the thesis's Moons+Circles values
+    (see :class:`ThesisConfig`); fields left ``None`` are set from the command line
+    with ``--config.shape=4,40,40,2``, ``--config.levels=8`` and so on."""
+    c = ml_collections.ConfigDict()
+    defaults = ThesisConfig()
+    c.dataset = defaults.dataset  # moons_circles, parallel_moons, mnist_fashion, mnist, fashion_mnist
+    c.num_tasks = defaults.num_tasks  # tasks of parallel_moons
+    c.base_shape = defaults.base_shape  # base MLP of the network extension
+    c.extension_level = defaults.extension_level  # the network extension's level (when no shape is given)
+    c.shape = config_dict.placeholder(tuple)  # an explicit MLP, pruned along two of rate, levels, target
+    c.rate = defaults.rate  # pruning rate per level (also the extension's rate)
+    c.levels = config_dict.placeholder(int)
+    c.target = config_dict.placeholder(int)
+    c.seeds = defaults.seeds  # trained at once
+    c.epochs = defaults.epochs  # maximum epochs per level
+    c.patience = defaults.patience  # early stopping on the eval loss; 0: train every epoch
+    c.batch_size = defaults.batch_size
+    c.learning_rate = defaults.learning_rate  # Adam
+    c.coverage = "auto"  # auto, total or output
+    c.stop_on_degradation = defaults.stop_on_degradation
+    c.stop_on_split = defaults.stop_on_split
+    c.validation_split = defaults.validation_split  # > 0: early-stop on held-out training data
+    c.data_seed = defaults.data_seed  # the synthetic data and the epoch order
+    c.vmap = defaults.vmap  # all seeds in one compiled program
+    c.data_dir = config_dict.placeholder(str)  # TFDS data_dir for the image datasets
+    c.download = defaults.download
+    c.log_every_epochs = defaults.log_every_epochs  # progress lines (0: levels only)
+    c.checkpoint_every_epochs = defaults.checkpoint_every_epochs
+    return c
+
+
+def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print) -> dict:
+    """The parallel-task experiment of config ``c`` (``experiments/parallel_tasks.py``)."""
+    return run_parallel_tasks(ThesisConfig.from_config(c), workdir, log_fn=log_fn)
+
+
+ROW_HEADER = f"{'seed':>4}  {'level':>5}  {'weights':>8}  {'active':>7}  {'accuracy':>15}  {'test loss':>9}  {'comps':>5}  {'status':<14}  {'epochs':>6}"
+
+
+def format_row(row: dict) -> str:
+    accuracy = "/".join(f"{a:.3f}" for a in row["accuracy"])
+    return (
+        f"{row['seed']:>4d}  {row['level']:>5d}  {row['weights_remaining']:>8d}  {row['active_weights']:>7d}  "
+        f"{accuracy:>15}  {row['test_loss']:>9.4f}  {row['num_components']:>5d}  {row['status']:<14}  {row['epochs']:>6d}"
+    )
+
+
+def _check_shape(shape, data) -> None:
+    if len(shape) < 3:
+        raise UserError(f"shape={shape} needs at least one hidden layer")
+    if shape[0] != data.num_inputs or shape[-1] != data.num_outputs:
+        raise UserError(
+            f"shape={shape} does not fit the data: it needs {data.num_inputs} inputs and {data.num_outputs} outputs"
+        )
+
+
+# Fields that do not change what an experiment computes: how and where it runs, which
+# seeds this invocation reports (each seed's IMP run records its own settings).
+_VOLATILE = ("seeds", "vmap", "data_dir", "download", "log_every_epochs", "checkpoint_every_epochs")
+
+
+@dataclasses.dataclass
+class _Setup:
+    """What an experiment config and its data determine."""
+
+    shape: tuple[int, ...]
+    plan: PruningPlan
+    coverage: str
+    objective: objectives.Objective
+    train_data: object
+    eval_data: object
+    eval_name: str
+    train: TrainConfig
+
+    @classmethod
+    def build(cls, config: ThesisConfig, data) -> "_Setup":
+        shape, plan = config.network()
+        _check_shape(shape, data)
+        # Image inputs: border pixels may never connect, so only outputs decide coverage;
+        # under "total" a single-task E9 run would read "degraded" from level 1 on.
+        coverage = config.coverage or ("output" if data.image_shape is not None else "total")
+        objective = objectives.sigmoid_tasks(data.num_tasks) if set(data.classes) == {2} else objectives.softmax_tasks(data.classes)
+        if objective.num_outputs != data.num_outputs:
+            raise UserError(f"dataset {config.dataset} has {data.num_outputs} outputs for classes {data.classes}")
+        train_data, eval_data, eval_name = data.train, data.test, "test"
+        if config.validation_split:
+            train_data, eval_data = data.train.split(config.validation_split, seed=config.data_seed)
+            eval_name = "val"
+        train = TrainConfig(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            optimizer=OptimizerRecipe(name="adam", learning_rate=config.learning_rate),
+            early_stopping_patience=config.patience,
+            data_seed=config.data_seed,
+            log_every_epochs=config.log_every_epochs,
+            checkpoint_every_epochs=config.checkpoint_every_epochs,
+            checkpoint_every_seconds=300.0,
+        )
+        return cls(shape, plan, coverage, objective, train_data, eval_data, eval_name, train)
+
+    def imp_arguments(self, config: ThesisConfig, data, workdir: epath.Path) -> tuple[tuple, dict]:
+        args = (MLP(self.shape), self.objective, self.train_data, self.eval_data, self.train, self.plan)
+        ticket_info = {"model": "mlp", "shape": list(self.shape), "dataset": config.dataset, "task_classes": list(data.classes)}
+        experiment = {"dataset": config.dataset, "num_tasks": config.num_tasks, "validation_split": config.validation_split}
+        return args, dict(seeds=config.seeds, rewind=0, workdir=workdir / "imp", ticket_info=ticket_info, settings=experiment,
+                          eval_name=self.eval_name)
+
+
+def _row(result, report: StructureReport, test_metrics: dict) -> dict:
+    record = result.record
+    summary = report.summary()
+    return {
+        "seed": result.seed,
+        "level": result.level,
+        "weights_remaining": record["weights_remaining"],
+        "fraction_remaining": record["fraction_remaining"],
+        "active_weights": report.active_edges,
+        **test_metrics,
+        "num_components": report.num_components,
+        "status": report.status,
+        "edges": {"active": report.active_edges, "inactive": report.inactive_edges, "zombie": report.zombie_edges, "pruned": report.pruned_edges},
+        "nodes": {"active": report.active_nodes, "inactive": report.inactive_nodes, "zombie": report.zombie_nodes},
+        "coverage": summary["coverage"],
+        "untapped_potential": report.untapped_potential,
+        "decided_output": summary["decided_output"],
+        "decided_input": summary["decided_input"],
+        "epochs": record["epochs"],
+        "stopped_early": record["stopped_early"],
+    }
+
+
+def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print) -> dict:
+    """Run one experiment into ``workdir`` (resumable) and return its summary.
+
+    The workdir is a stage: a rerun with a setting that changes the results
+    (data, shape, trajectory, training, coverage, stop rules) is refused with
+    one line naming it, before anything is written.
+    """
+    workdir = epath.Path(workdir)
+    data = load_task_data(
+        config.dataset, data_seed=config.data_seed, num_tasks=config.num_tasks, data_dir=config.data_dir, download=config.download
+    )
+    setup = _Setup.build(config, data)
+    experiment = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE}
+    stage = Stage(workdir, {"kind": "parallel_tasks", "experiment": experiment, "coverage": setup.coverage})
+    args, kwargs = setup.imp_arguments(config, data, workdir)
+    stage.check()
+    check_imp(*args, **{k: v for k, v in kwargs.items() if k != "eval_name"})
+    stage.open()
+    trajectory = setup.plan.trajectory(weight_count(setup.shape))
+    settings = {"experiment": config.to_dict(), "shape": list(setup.shape), "trajectory": trajectory, "coverage": setup.coverage,
+                "train": setup.train.to_dict(), "environment": environment()}
+    write_json(workdir / "config.json", settings)
+
+    test_eval = make_eval_step(args[0], setup.objective) if config.validation_split else None
+    reports: dict[tuple[int, int], StructureReport] = {}
+    rows: list[dict] = []
+    log_fn(f"{config.dataset}: MLP {setup.shape}, {len(trajectory)} levels, seeds {list(config.seeds)}, {setup.coverage} coverage")
+    log_fn(ROW_HEADER)
+
+    def on_level(result) -> bool:
+        report = analyze(kernels_in_order(result.mask), data.input_tasks, data.output_tasks, setup.coverage)
+        reports[(result.seed, result.level)] = report
+        rows.append(_row(result, report, _test_metrics(result.record, result, test_eval, data, setup.eval_name)))
+        log_fn(format_row(rows[-1]))
+        return (config.stop_on_degradation and report.status == "degraded") or (config.stop_on_split and report.status == "split")
+
+    run_imp_seeds(*args, vmap=config.vmap, level_callback=on_level, log_fn=log_fn, **kwargs)
+    rows.sort(key=lambda r: (r["seed"], r["level"]))
+    write_jsonl(workdir / "metrics.jsonl", rows)
+    summary = _summary(config, setup.shape, trajectory, rows)
+    write_json(workdir / "summary.json", summary)
+    _figures(workdir, data, rows, reports, setup.shape)
+    for seed in config.seeds:
+        s = summary["seeds"][str(seed)]
+        log_fn(f"seed {seed}: {s['category']}, split at level {s['split_level']}, degraded at level {s['degradation_level']}")
+    return summary
+
+
+def _test_metrics(record, result, test_eval, data, eval_name) -> dict:
+    """The row's test accuracy (per task) and loss; with a validation split, evaluated here."""
+    if test_eval is None:
+        return {"accuracy": list(record["test_accuracy"]), "test_loss": record["test_loss"]}
+    state = TrainState(
+        step=np.int32(0), params=result.trained_params, batch_stats=result.trained_batch_stats,
+        opt_state=None, mask=result.mask, rng=jax.random.PRNGKey(0),
+    )
+    test = evaluate(state, test_eval, data.test, min(len(data.test), 1000))
+    return {
+        "accuracy": list(test["test_accuracy"]),
+        "test_loss": test["test_loss"],
+        f"{eval_name}_accuracy": record[f"{eval_name}_accuracy"],
+        f"{eval_name}_loss": record[f"{eval_name}_loss"],
+    }
+
+
+def _summary(config, shape, trajectory, rows) -> dict:
+    seeds = {}
+    for seed in config.seeds:
+        mine = [r for r in rows if r["seed"] == seed]
+        seeds[str(seed)] = {
+            **run_category([r["status"] for r in mine]),
+            "levels_trained": len(mine),
+            "final_weights": mine[-1]["weights_remaining"] if mine else None,
+            "final_accuracy": mine[-1]["accuracy"] if mine else None,
+        }
+    return {"dataset": config.dataset, "shape": list(shape), "trajectory": trajectory, "seeds": seeds}
+
+
+def _figures(workdir: epath.Path, data, rows, reports, shape) -> None:
+    figures = workdir / "figures"
+    by_seed: dict[int, list] = {}
+    for row in rows:
+        by_seed.setdefault(row["seed"], []).append(row)
+    plots.plot_levels(by_seed, data.task_names, figures / "levels.png")
+    if max(shape) <= 256:
+        items = []
+        for seed, mine in sorted(by_seed.items()):
+            split = next((r["level"] for r in mine if r["status"] == "split"), None)
+            level = split if split is not None else mine[-1]["level"]
+            report = reports.get((seed, level))
+            if report is not None:
+                items.append((f"seed {seed}, level {level} ({report.status}, {mine[level]['weights_remaining']} weights)", report))
+        if items:
+            plots.plot_networks(items, data.input_tasks, data.output_tasks, data.task_names, figures / "networks.png")
+    if data.image_shape is not None:
+        for seed, mine in sorted(by_seed.items()):
+            chosen = sorted({0, len(mine) // 2, len(mine) - 1})
+            degrees = [(f"level {mine[i]['level']}", reports[(seed, mine[i]["level"])].input_out_degree) for i in chosen if (seed, mine[i]["level"]) in reports]
+            if degrees:
+                plots.plot_input_degree(degrees, data.image_shape, data.task_names, figures / f"input_degree_seed{seed}.png")
