@@ -25,6 +25,7 @@ cli.define_workdir()
 cli.define_data_flags()
 cli.define_multihost_flags()
 
+flags.adopt_module_key_flags(cli)  # --helpshort lists the flags defined through cli
 
 def main(argv):
     del argv

@@ -18,6 +18,7 @@ FLAGS = flags.FLAGS
 cli.define_config("imp_mlp_moons_circles.py", "The example's config (experiments/configs/imp_mlp_*.py).")
 cli.define_workdir("runs/imp_mlp")
 
+flags.adopt_module_key_flags(cli)  # --helpshort lists the flags defined through cli
 
 def main(argv):
     del argv

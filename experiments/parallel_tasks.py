@@ -28,6 +28,7 @@ cli.define_config("parallel_tasks_moons_circles.py", "A parallel-task preset fro
 cli.define_workdir("runs/parallel_tasks")
 cli.define_data_flags()
 
+flags.adopt_module_key_flags(cli)  # --helpshort lists the flags defined through cli
 
 def main(argv):
     del argv

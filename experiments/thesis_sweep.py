@@ -25,6 +25,7 @@ flags.mark_flag_as_required("config")
 cli.define_workdir()
 flags.DEFINE_bool("report_only", False, "Only draw the report of an existing sweep.")
 
+flags.adopt_module_key_flags(cli)  # --helpshort lists the flags defined through cli
 
 def main(argv):
     del argv

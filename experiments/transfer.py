@@ -33,6 +33,7 @@ cli.define_workdir()
 cli.define_data_flags()
 flags.DEFINE_bool("report", True, "Write the figures and report.md into WORKDIR/report.")
 
+flags.adopt_module_key_flags(cli)  # --helpshort lists the flags defined through cli
 
 def main(argv):
     del argv

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import itertools
 import operator
-from pathlib import Path
+import os
 from typing import Any, Callable, Sequence
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker as ticker
 import numpy as np
+from etils import epath
 
 from lth_jax import plots
 from lth_jax.errors import UserError
@@ -49,23 +50,24 @@ def _overlap_label(row: dict) -> str | None:
     return None
 
 
-def _ticket_labels(rows: Sequence[dict], workdir_of_row: Callable[[dict], str | Path]) -> dict[Path, str]:
+def _ticket_labels(rows: Sequence[dict], workdir_of_row: Callable[[dict], str | os.PathLike]) -> dict[epath.Path, str]:
     """Each winning ticket directory (resolved, so several workdirs naming it count
     once) and its name; a directory used both as a source ticket and as a target's
     own ticket is named as the source."""
-    names: dict[Path, set[tuple[bool, str]]] = {}
+    names: dict[epath.Path, set[tuple[bool, str]]] = {}
     for row in rows:
         label = _overlap_label(row)
         if label is not None and row.get("ticket_dir") is not None:
-            directory = (Path(workdir_of_row(row)) / row["ticket_dir"]).resolve()
+            directory = epath.Path(workdir_of_row(row)) / row["ticket_dir"]
+            directory = directory.resolve() if "://" not in os.fspath(directory) else directory
             names.setdefault(directory, set()).add((row["ticket"] != "winning", label))
     return {directory: min(labels)[1] for directory, labels in names.items()}
 
 
-def _group_tickets(labels: dict[Path, str]) -> dict[tuple, dict[str, Path]]:
+def _group_tickets(labels: dict[epath.Path, str]) -> dict[tuple, dict[str, epath.Path]]:
     """Ticket directories by (model, level, seed) of their ``ticket.json``, then by name.
     Only the JSON is read here, so the masks of one group at a time are in memory."""
-    groups: dict[tuple, dict[str, Path]] = {}
+    groups: dict[tuple, dict[str, epath.Path]] = {}
     for directory in sorted(labels):
         if not (directory / "ticket.json").is_file():
             raise UserError(f"{directory} is not a ticket directory (no ticket.json)")
@@ -111,7 +113,7 @@ def _pair_overlap(mask_a: Any, mask_b: Any, prunable: Prunable) -> dict:
 
 def ticket_overlaps(
     rows: Sequence[dict],
-    workdir_of_row: Callable[[dict], str | Path] | None = None,
+    workdir_of_row: Callable[[dict], str | os.PathLike] | None = None,
     prunable: Prunable | None = None,
 ) -> list[dict]:
     """Mask overlap between the winning tickets of different sources (the targets' own
@@ -164,7 +166,7 @@ def _pair_name(row: dict, several_models: bool) -> str:
     return (f"{row['model']}: " if several_models else "") + f"{row['a']} vs {row['b']}"
 
 
-def plot_overlaps(overlaps: Sequence[dict], path: str | Path) -> Path:
+def plot_overlaps(overlaps: Sequence[dict], path: str | os.PathLike) -> epath.Path:
     """Overall mask IoU against the fraction of weights pruned, one curve per pair of
     tickets (mean ± std over seeds), and the IoU of two independent random masks
     of that density (dashed grey) for reference; both axes log-scale."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from typing import Iterable, Sequence
 
 import matplotlib
@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
+from etils import epath  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 from lth_jax.structure import ACTIVE, INACTIVE, ZOMBIE, StructureReport  # noqa: E402
@@ -39,10 +40,13 @@ def task_colors(num_tasks: int) -> list:
     return [cmap(i % 10) for i in range(num_tasks)]
 
 
-def save(fig, path: str | Path) -> Path:
-    path = Path(path)
+def save(fig, path) -> epath.Path:
+    """Write ``fig`` to ``path`` (a local path or ``gs://``; the format from its suffix) and close it."""
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    path.write_bytes(buffer.getvalue())
     plt.close(fig)
     return path
 
@@ -93,7 +97,7 @@ def draw_network(ax, report: StructureReport, input_tasks, output_tasks, *, titl
     ax.set_title(title, fontsize=9)
 
 
-def plot_networks(items: Sequence[tuple[str, StructureReport]], input_tasks, output_tasks, task_names, path) -> Path:
+def plot_networks(items: Sequence[tuple[str, StructureReport]], input_tasks, output_tasks, task_names, path) -> epath.Path:
     """One network drawing per ``(title, report)``, side by side, with a task legend."""
     n = len(items)
     cols = min(n, 4)
@@ -110,7 +114,7 @@ def plot_networks(items: Sequence[tuple[str, StructureReport]], input_tasks, out
     return save(fig, path)
 
 
-def plot_levels(rows_by_seed: dict, task_names: Sequence[str], path) -> Path:
+def plot_levels(rows_by_seed: dict, task_names: Sequence[str], path) -> epath.Path:
     """Per seed: test accuracy of every task, and weights remaining / active, against the level."""
     fig, (ax_acc, ax_w) = plt.subplots(1, 2, figsize=(11, 4))
     colors = task_colors(len(task_names))
@@ -134,7 +138,7 @@ def plot_levels(rows_by_seed: dict, task_names: Sequence[str], path) -> Path:
     return save(fig, path)
 
 
-def plot_categories(rows: Sequence[dict], path, xlabel: str = "extension level") -> Path:
+def plot_categories(rows: Sequence[dict], path, xlabel: str = "extension level") -> epath.Path:
     """Stacked bars: the number of runs of each category at every ``x`` (thesis E1-E3)."""
     xs = sorted({r["x"] for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(xs) + 2), 4))
@@ -150,7 +154,7 @@ def plot_categories(rows: Sequence[dict], path, xlabel: str = "extension level")
     return save(fig, path)
 
 
-def plot_split_grid(rows: Sequence[dict], path, xlabel: str = "pruning levels", ylabel: str = "width") -> Path:
+def plot_split_grid(rows: Sequence[dict], path, xlabel: str = "pruning levels", ylabel: str = "width") -> epath.Path:
     """Heat map of the fraction of runs that separate (E4: widths × numbers of levels)."""
     xs = sorted({r["x"] for r in rows})
     ys = sorted({r["y"] for r in rows})
@@ -174,7 +178,7 @@ def plot_split_grid(rows: Sequence[dict], path, xlabel: str = "pruning levels", 
     return save(fig, path)
 
 
-def plot_input_degree(degrees: Sequence[tuple[str, np.ndarray]], image_shape, task_names, path) -> Path:
+def plot_input_degree(degrees: Sequence[tuple[str, np.ndarray]], image_shape, task_names, path) -> epath.Path:
     """Heat maps of each input pixel's active out-degree (E9), one row per ``(title, degree)``."""
     tasks = len(task_names)
     fig, axes = plt.subplots(len(degrees), tasks, figsize=(3.2 * tasks, 3 * len(degrees)), squeeze=False)

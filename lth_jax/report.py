@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import matplotlib
@@ -32,6 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from etils import epath  # noqa: E402
 
 from lth_jax import plots  # noqa: E402
 from lth_jax.errors import UserError  # noqa: E402
@@ -80,14 +80,14 @@ def _check_row(row: dict, where: str) -> None:
         raise UserError(f"{where} has an unknown ticket kind {row['ticket']!r}; known kinds: {', '.join(TICKET_KINDS)}")
 
 
-def _workdir_list(workdirs: str | Path | Iterable[str | Path]) -> list[str]:
-    workdirs = [workdirs] if isinstance(workdirs, (str, Path)) else list(workdirs)
+def _workdir_list(workdirs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    workdirs = [workdirs] if isinstance(workdirs, (str, os.PathLike)) else list(workdirs)
     if not workdirs:
         raise UserError("no workdirs given")
     return [str(workdir) for workdir in workdirs]
 
 
-def load_rows(workdirs: str | Path | Iterable[str | Path]) -> list[dict]:
+def load_rows(workdirs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:
     """The rows of every workdir's ``metrics.jsonl``, each with a ``workdir`` key
     (the workdir as given, so ``ticket_dir`` can be resolved against it).
 
@@ -98,7 +98,7 @@ def load_rows(workdirs: str | Path | Iterable[str | Path]) -> list[dict]:
     workdirs = _workdir_list(workdirs)
     rows, seen = [], set()
     for workdir in workdirs:
-        path = Path(workdir) / "metrics.jsonl"
+        path = epath.Path(workdir) / "metrics.jsonl"
         if not path.is_file():
             raise UserError(f"workdir {workdir} has no metrics.jsonl ({path} does not exist)")
         for i, row in enumerate(read_jsonl(path)):
@@ -221,7 +221,7 @@ def _pick_target(summary: Sequence[dict], target: str, target_optimizer: str | N
     return target_optimizer
 
 
-def plot_target(rows: Sequence[dict], target: str, path: str | Path, target_optimizer: str | None = None) -> Path:
+def plot_target(rows: Sequence[dict], target: str, path, target_optimizer: str | None = None) -> epath.Path:
     """Test accuracy on ``target`` against the fraction of weights pruned (the paper's
     per-target figure): a solid curve per source ticket, the target's own ticket
     thick black, random tickets dashed in their source's colour, the dense network
@@ -332,7 +332,7 @@ def _file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
-def write_report(workdirs: str | Path | Iterable[str | Path], out: str | Path, sparsities: Sequence[float] = DEFAULT_SPARSITIES) -> Path:
+def write_report(workdirs: str | os.PathLike | Iterable[str | os.PathLike], out, sparsities: Sequence[float] = DEFAULT_SPARSITIES) -> epath.Path:
     """Everything about a transfer study in ``out``: ``accuracy_<target>_<optimizer>.png``
     per target, ``overlap.png`` when winning tickets can be compared, and
     ``report.md`` (the workdirs, every figure, the transfer table and the overlap
@@ -342,7 +342,7 @@ def write_report(workdirs: str | Path | Iterable[str | Path], out: str | Path, s
     table = transfer_table(rows, sparsities)  # what can fail on bad input, before anything is written
     overlaps = ticket_overlaps(rows)
     summary = aggregate(rows)
-    out = Path(out)
+    out = epath.Path(out)
     lines = [
         "# Ticket transfer report",
         "",

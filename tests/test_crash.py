@@ -9,6 +9,7 @@ then run on each of those directories. One scenario is also killed for real
 (``Killed`` raised mid-write) to check that the snapshots stand for kills.
 """
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from helpers import vector_data
 
 from experiments.configs import find_ticket_digits_lenet
 from lth_jax import objectives, parallel_tasks
+from lth_jax.find_ticket import find_ticket
 from lth_jax.imp import run_imp
 from lth_jax.models import MLP
 from lth_jax.optim import OptimizerRecipe
@@ -46,15 +48,30 @@ def thesis_run(workdir):
     run_parallel_tasks(config, workdir, **QUIET)
 
 
-def transfer_run(workdir):
+def tiny_digits():
     c = find_ticket_digits_lenet.get_config()
     c.model = "lenet_16"
     c.rewind = "0"
     c.training.update(epochs=2, checkpoint_every_epochs=1)
     c.pruning.levels = 1
-    # One transferred ticket and the dense baseline; a random ticket is a stage of the same kind.
-    study = TransferStudy(source="digits_a", targets=["digits_b"], baselines=(), levels=[1])
-    run_transfer_study(c, study, workdir, **QUIET)
+    return c
+
+
+@pytest.fixture(scope="module")
+def source_tickets(tmp_path_factory):
+    """The tickets of a finished find_ticket run: the study reuses them (as the second
+    study of ``make transfer_demo`` does); killing IMP runs is the IMP scenario."""
+    workdir = tmp_path_factory.mktemp("source")
+    c = tiny_digits()
+    c.dataset = "digits_a"
+    find_ticket(c, workdir, **QUIET)
+    return workdir
+
+
+def transfer_run(workdir, source):
+    # One transferred ticket, one random ticket and the dense baseline of the target.
+    study = TransferStudy(source=None, targets=["digits_b"], baselines=("random",), levels=[1], source_workdir=str(source))
+    run_transfer_study(tiny_digits(), study, workdir, **QUIET)
 
 
 def _files(root) -> set[str]:
@@ -91,7 +108,8 @@ def outcome(workdir) -> dict:
 
 
 def crash_everywhere(run, tmp_path, monkeypatch):
-    reference, snapshots = tmp_path / "reference", tmp_path / "killed"
+    snapshots = tmp_path / "killed"
+    reference = snapshots / "reference"  # at the depth of the snapshots: relative paths out of them agree
     with monkeypatch.context() as patch:
         moments = Faults(snapshots=(reference, snapshots)).install(patch).moments
         run(reference)
@@ -131,6 +149,7 @@ def test_the_thesis_experiment_killed_at_every_write_resumes_to_the_same_results
     assert any("summary.json" in m for m in moments) and any("seed_0/level_01" in m for m in moments)
 
 
-def test_a_transfer_study_killed_at_every_write_resumes_to_the_same_results(tmp_path, monkeypatch):
-    moments = crash_everywhere(transfer_run, tmp_path, monkeypatch)
-    assert any("transfer" in m for m in moments) and any("metrics.jsonl" in m for m in moments)
+def test_a_transfer_study_killed_at_every_write_resumes_to_the_same_results(tmp_path, monkeypatch, source_tickets):
+    moments = crash_everywhere(functools.partial(transfer_run, source=source_tickets), tmp_path, monkeypatch)
+    assert any("winning_level_01" in m for m in moments) and any("random_level_01" in m for m in moments)
+    assert any("metrics.jsonl" in m for m in moments) and any("target/digits_b_sgd" in m for m in moments)

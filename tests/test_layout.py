@@ -1,0 +1,36 @@
+"""The shape of the code: the naming rule of experiments, small modules, short signatures."""
+
+import ast
+import importlib
+
+from conftest import REPO
+
+MAX_MODULE_LINES = 420  # "about 400"
+MAX_POSITIONAL = 8
+
+
+def test_every_experiment_has_a_library_module_with_run_and_presets():
+    """``experiments/X.py`` ↔ ``lth_jax/X.py`` (with ``run(config, workdir)``) ↔ ``experiments/configs/X_*.py``."""
+    scripts = sorted(p.stem for p in (REPO / "experiments").glob("*.py") if p.stem not in ("__init__", "cli"))
+    assert {"find_ticket", "transfer", "parallel_tasks", "thesis_sweep", "imp_mlp", "report"} <= set(scripts)
+    for name in scripts:
+        module = importlib.import_module(f"lth_jax.{name}")
+        if name == "report":  # a report of workdirs, not an experiment: flags, no config
+            continue
+        assert callable(getattr(module, "run", None)), f"lth_jax/{name}.py has no run(config, workdir)"
+        assert list((REPO / "experiments" / "configs").glob(f"{name}_*.py")), f"no experiments/configs/{name}_*.py"
+
+
+def test_modules_are_small_and_signatures_short():
+    too_long, too_many = [], []
+    for path in sorted((REPO / "lth_jax").rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{path.relative_to(REPO)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+                if len(positional) > MAX_POSITIONAL:
+                    too_many.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({len(positional)})")
+    assert not too_long, too_long
+    assert not too_many, too_many
