@@ -35,7 +35,7 @@ from etils import epath
 
 from lth_jax.checkpoint import StateCheckpoints, is_complete, load_tree, save_tree, tree_meta
 from lth_jax.errors import UserError
-from lth_jax.results import read_json, read_jsonl, remove_temporaries, remove_tree, sync, write_json, write_jsonl
+from lth_jax.results import read_json, remove_temporaries, remove_tree, sync, write_json, write_jsonl
 
 __all__ = ["Stage", "first_difference", "as_json"]
 
@@ -114,10 +114,6 @@ class Stage:
     def record(self) -> dict:
         """The record of a done stage."""
         return read_json(self.directory / self.RECORD)
-
-    def history(self) -> list[dict]:
-        path = self.directory / self.HISTORY
-        return read_jsonl(path) if path.exists() else []
 
     # ------------------------------------------------------------------ artifacts
 

@@ -67,9 +67,11 @@ from lth_jax.tickets import (
     Ticket,
     TicketTrainer,
     check_fits,
+    head_info,
     is_imp_run,
     level_ticket_dir,
     load_ticket,
+    needs_fresh_head,
     random_ticket,
     ticket_levels,
     ticket_trainer,
@@ -264,7 +266,7 @@ class _Study:
     def head_state(self, target: _Target, source_params) -> str:
         target_params = abstract_params(target.config, target.data.num_classes)
         head = getattr(target.model, "output_layer", "fc")
-        fresh = self.study.reinit_head or source_params[head]["kernel"].shape != target_params[head]["kernel"].shape
+        fresh = needs_fresh_head({"head": head_info(source_params, head)}, target_params, reinit_head=self.study.reinit_head)
         check_fits(source_params, target_params, skip=(lambda p: p[0] == head) if fresh else (lambda p: False))
         return ("fresh, pruned" if self.study.prune_head else "fresh") if fresh else "kept"
 

@@ -178,7 +178,8 @@ def reference_edge_states(masks):
     return states
 
 
-def reference_components(states):
+def union_find(states):
+    """``find`` and the nodes of the active edges' components, by union-find."""
     parent = {}
 
     def find(a):
@@ -189,27 +190,24 @@ def reference_components(states):
     for layer, s in enumerate(states):
         for u, v in zip(*np.nonzero(s == ACTIVE)):
             parent[find((layer, u))] = find((layer + 1, v))
-    return len({find(node) for node in list(parent)})
+    return find, list(parent)
+
+
+def reference_components(states):
+    find, nodes = union_find(states)
+    return len({find(node) for node in nodes})
 
 
 def reference_structure(masks, input_tasks, output_tasks, coverage):
     """Status and U by the strict rule, from the reference graph search and union-find."""
     states = reference_edge_states(masks)
-    parent = {}
-
-    def find(a):
-        while parent.setdefault(a, a) != a:
-            a = parent[a]
-        return a
-
-    for layer, s in enumerate(states):
-        for u, v in zip(*np.nonzero(s == ACTIVE)):
-            parent[find((layer, u))] = find((layer + 1, v))
-    roots = sorted({find(node) for node in list(parent)})
+    find, members = union_find(states)
+    members = set(members)
+    roots = sorted({find(node) for node in members})
     num_tasks, last = max(output_tasks) + 1, len(masks)
 
     def component(node):
-        return find(node) if node in parent else None
+        return find(node) if node in members else None
 
     ins = [[component((0, i)) for i, t in enumerate(input_tasks) if t == k] for k in range(num_tasks)]
     outs = [[component((last, o)) for o, t in enumerate(output_tasks) if t == k] for k in range(num_tasks)]
