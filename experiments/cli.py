@@ -9,7 +9,9 @@ is printed as one line; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import re
+import runpy
 import sys
 from pathlib import Path
 from typing import Callable
@@ -20,7 +22,8 @@ from ml_collections import config_flags
 from lth_jax.errors import UserError
 
 __all__ = ["CONFIGS", "run", "define_config", "define_workdir", "define_data_flags", "apply_data_flags",
-           "define_multihost_flags", "initialize_multihost"]
+           "define_multihost_flags", "initialize_multihost", "find_ticket", "transfer", "parallel_tasks", "thesis_sweep",
+           "imp_mlp", "report"]
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -35,6 +38,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     config does not have, a config file that does not load."""
 
     def guarded(argv):
+        import matplotlib
+
+        matplotlib.use("Agg")  # scripts write figures to files; no display is needed
         # Library logs (orbax's info lines, TFDS's warnings before a one-line error) only with --verbosity.
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.ERROR)
@@ -89,11 +95,28 @@ _CONFIG_FLAGS: list[str] = []
 _CONFIG_DEFAULTS: dict[str, str] = {}
 
 
+def preset_path(value: str) -> str:
+    """A config file as given, or the preset of that name in ``experiments/configs/``
+    (``find_ticket_digits_lenet``, ``transfer_morcos.py:vgg19_sgd``) when no such file
+    exists: presets work from any directory."""
+    path, colon, arg = value.partition(":")
+    if os.path.exists(path):
+        return value
+    name = os.path.basename(path)
+    preset = CONFIGS / (name if name.endswith(".py") else f"{name}.py")
+    return f"{preset}{colon}{arg}" if preset.exists() else value
+
+
 def _with_default_configs(argv: list[str]) -> list[str]:
-    """``argv`` with ``--config=<default>`` where no config file is given. (A config flag
-    with a default applies the ``--config.x`` overrides when it is defined, on import,
-    where a mistake could not be reported as one line.)"""
+    """``argv`` with presets resolved (:func:`preset_path`) and ``--config=<default>``
+    where no config file is given. (A config flag with a default applies the
+    ``--config.x`` overrides when it is defined, on import, where a mistake could not
+    be reported as one line.)"""
     argv = list(argv)
+    for name in _CONFIG_FLAGS:
+        for i, arg in enumerate(argv[1:], start=1):
+            if arg.startswith(f"--{name}="):
+                argv[i] = f"--{name}={preset_path(arg.split('=', 1)[1])}"
     for name, path in _CONFIG_DEFAULTS.items():
         if not any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in argv[1:]):
             argv.insert(1, f"--{name}={path}")
@@ -152,3 +175,35 @@ def initialize_multihost() -> None:
     jax.distributed.initialize(
         coordinator_address=flags.FLAGS.coordinator_address, num_processes=flags.FLAGS.num_processes, process_id=flags.FLAGS.process_id
     )
+
+
+# --------------------------------------------------------------------------- console scripts (setup.cfg)
+
+
+def _script(module: str) -> None:
+    """Run ``experiments.<module>`` as ``python -m`` would (its flags, its help)."""
+    runpy.run_module(f"experiments.{module}", run_name="__main__", alter_sys=True)
+
+
+def find_ticket() -> None:
+    _script("find_ticket")
+
+
+def transfer() -> None:
+    _script("transfer")
+
+
+def parallel_tasks() -> None:
+    _script("parallel_tasks")
+
+
+def thesis_sweep() -> None:
+    _script("thesis_sweep")
+
+
+def imp_mlp() -> None:
+    _script("imp_mlp")
+
+
+def report() -> None:
+    _script("report")

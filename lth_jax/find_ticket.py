@@ -4,7 +4,9 @@ A config names a dataset, a model, a training recipe, a pruning plan and a
 rewind step; :func:`default_config` documents every field and
 ``experiments/configs/*.py`` are the papers' presets. The helpers turn a config
 into the library's objects; :func:`find_ticket` runs IMP with late resetting
-and writes the run directory; :func:`run` is the experiment that
+and writes the run directory (with ``figures/levels.png``: accuracy against the
+fraction pruned, and every layer's sparsity per level; and TensorBoard event
+files in ``tensorboard/``); :func:`run` is the experiment that
 ``experiments/find_ticket.py`` runs (presets: ``experiments/configs/find_ticket_*.py``).
 """
 
@@ -20,7 +22,7 @@ from etils import epath
 from ml_collections import config_dict
 
 from lth_jax import masks as mask_lib
-from lth_jax import objectives
+from lth_jax import objectives, plots
 from lth_jax.data.augment import image_preprocess
 from lth_jax.data.registry import ImageData, get_spec, load_dataset
 from lth_jax.errors import UserError
@@ -28,7 +30,9 @@ from lth_jax.imp import check_imp, run_imp
 from lth_jax.loop import format_level
 from lth_jax.models import get_model
 from lth_jax.optim import OptimizerRecipe
+from lth_jax.progress import Progress
 from lth_jax.results import environment, write_json, write_jsonl
+from lth_jax.tensorboard import EventLog, scalars
 from lth_jax.train import TrainConfig
 from lth_jax.trajectory import PruningPlan
 
@@ -200,6 +204,9 @@ def ticket_info(c, data: ImageData) -> dict:
     }
 
 
+LEVEL_SCALARS = ("weights_remaining", "fraction_remaining", "test_accuracy", "test_loss", "train_loss", "train_accuracy", "epoch")
+
+
 def metrics_row(record: dict) -> dict:
     """A ``metrics.jsonl`` row from a level record."""
     keys = ("level", "weights_remaining", "fraction_remaining", "test_accuracy", "test_loss", "train_loss", "train_accuracy",
@@ -222,9 +229,12 @@ def check_find_ticket(c, workdir: str | os.PathLike, *, data: ImageData) -> None
     check_imp(*args, workdir=workdir, **kwargs)
 
 
-def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None, log_fn: Callable[[str], None] = print) -> dict:
+def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None, log_fn: Callable[[str], None] = print,
+                progress: bool | None = None) -> dict:
     """IMP with late resetting on an image dataset; resumable. Returns the summary.
-    ``data``: the config's dataset, already loaded (else it is loaded here)."""
+    ``data``: the config's dataset, already loaded (else it is loaded here);
+    ``progress``: a progress bar (default: when stderr is a terminal and ``log_fn``
+    is ``print``)."""
     workdir = epath.Path(workdir)
     data = load_data(c) if data is None else data
     args, kwargs = _imp_arguments(c, data)
@@ -232,16 +242,33 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     if not (workdir / "config.json").exists():
         write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
     plan = args[-1]
+    bar = Progress(levels=len(planned_trajectory(c)), epochs=c.training.epochs, description=f"{c.model} on {c.dataset}",
+                   enabled=progress if progress is not None or log_fn is print else False)
+    log_fn = bar.write if log_fn is print else log_fn
     log_fn(f"{c.model} on {c.dataset} ({len(data.train)} train / {len(data.test)} test, input {tuple(data.image_shape)}), "
            f"{plan.scope} pruning, rewind {c.rewind}")
     rows: list[dict] = []
+    layers: list[dict] = []  # per level, the ticket's per-layer sparsity (for the figure)
+    rule = mask_lib.prunable_rule(plan.exclude)
+    events = EventLog(workdir / "tensorboard")
 
     def on_level(result) -> None:
         rows.append(metrics_row(result.record))
+        layers.append(mask_lib.sparsity_report(result.mask, rule))
         write_jsonl(workdir / "metrics.jsonl", rows)
+        events.level(result.level, scalars(rows[-1], LEVEL_SCALARS))
+        bar.level(result.record)
         log_fn(format_level(result.record))
 
-    result = run_imp(*args, workdir=workdir, level_callback=on_level, log_fn=log_fn, **kwargs)
+    def on_epoch(record) -> None:
+        events.epoch(record)
+        bar.epoch(record)
+
+    try:
+        result = run_imp(*args, workdir=workdir, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn, **kwargs)
+    finally:
+        events.close()
+        bar.close()
     summary = {
         "model": c.model,
         "dataset": c.dataset,
@@ -253,6 +280,8 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     }
     write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
     write_json(workdir / "summary.json", summary)
+    title = f"{c.model} on {c.dataset} ({c.optimizer.name})"
+    plots.save(plots.plot_find_ticket(rows, layers, title), workdir / "figures" / "levels.png")
     return summary
 
 

@@ -43,7 +43,7 @@ from lth_jax.optim import make_optimizer
 from lth_jax.rng import Streams
 from lth_jax.stage import Stage
 from lth_jax.tickets import Ticket, head_info, load_ticket, prunable_info, save_ticket
-from lth_jax.train import TrainConfig, TrainState, create_train_state, init_variables, parse_steps
+from lth_jax.train import TrainConfig, TrainState, create_train_state, init_variables, rewind_step
 from lth_jax.trajectory import PruningPlan
 
 __all__ = ["PruningPlan", "ImpOptions", "LevelResult", "ImpResult", "run_imp", "run_imp_seeds", "check_imp"]
@@ -63,6 +63,7 @@ class ImpOptions:
     ticket_info: dict | None = None
     settings: dict | None = None
     hooks: Sequence[Callable] = ()
+    on_epoch: Callable[[dict], None] | None = None
     eval_name: str = "test"
     log_fn: Callable[[str], None] = print
 
@@ -168,13 +169,7 @@ class _Imp:
         self.counts = self.plan.trajectory(self.total)
         spe = self.train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
         self.total_steps = config.epochs * spe
-        self.rewind_step = parse_steps(options.rewind, spe)
-        if self.rewind_step > self.total_steps or (self.rewind_step == self.total_steps and len(self.counts) > 1):
-            where = "past" if self.rewind_step > self.total_steps else "at"
-            raise UserError(f"rewind step {options.rewind!r} = {self.rewind_step} steps is {where} the end of "
-                            f"training ({self.total_steps} steps): pruned levels would not train")
-        if options.vmap and self.rewind_step % spe:
-            raise UserError(f"rewind step {options.rewind!r} is not at an epoch boundary; vmapped seeds rewind to the end of an epoch")
+        self.rewind_step = rewind_step(options.rewind, spe, self.total_steps, pruned_levels=len(self.counts) > 1, whole_epochs=options.vmap)
         for s in seeds:
             if s.workdir is not None:
                 self.run_stage(s).check()
@@ -313,8 +308,9 @@ class _Imp:
                 stage.save("rewind", {"params": captured.params, "batch_stats": captured.batch_stats}, {"step": captured.step})
 
         hooks = [_with_context(hook, level, s.seed) for hook in self.options.hooks]
+        on_epoch = () if self.options.on_epoch is None else [lambda record: self.options.on_epoch({"level": level, "seed": s.seed, **record})]
         checkpoint = None if stage is None else (lambda st, p: stage.save_checkpoint(st, p.to_dict()))
-        replica = Replica(state, (self.config.data_seed, s.seed), progress, on_rewind, checkpoint, hooks, self.tag(s, level))
+        replica = Replica(state, (self.config.data_seed, s.seed), progress, on_rewind, checkpoint, hooks, self.tag(s, level), on_epoch)
         return replica, stage, mask
 
     def train_level(self, seeds: list[_Seed], level: int) -> None:
@@ -380,6 +376,7 @@ def run_imp(model, objective: Objective, train_data, eval_data, config: TrainCon
         ``ticket_info`` (extra ``ticket.json`` metadata; ``head`` names the output
         layer), ``settings`` (more settings that change results, e.g. the dataset,
         recorded and compared on resume), ``hooks`` (``hook(state, epoch_record)`` after every epoch),
+        ``on_epoch(epoch_record)`` (the record alone, with ``level`` and ``seed``),
         ``eval_name``, ``log_fn``.
     """
     return _Imp(model, objective, train_data, eval_data, config, plan, ImpOptions(**options)).run([_Seed(seed, workdir)])[0]

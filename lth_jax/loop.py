@@ -200,7 +200,9 @@ class Replica:
     ``checkpoint(state, progress)`` is called when a checkpoint is due (before
     the hooks, so a failing hook loses no work); ``on_rewind(rewind_state)`` when
     the replica passes the rewind step; ``hooks(state, epoch_record)`` after
-    every epoch. ``progress`` resumes a checkpointed run.
+    every epoch, and ``on_epoch(epoch_record)`` too (a record is cheaper than a
+    state: a vmapped run keeps its states stacked on the device). ``progress``
+    resumes a checkpointed run.
     """
 
     state: TrainState
@@ -210,6 +212,7 @@ class Replica:
     checkpoint: Callable[[TrainState, FitProgress], None] | None = None
     hooks: Sequence[Hook] = ()
     log_prefix: str = ""
+    on_epoch: Sequence[Callable[[dict], None]] = ()
 
 
 def _check_schedule(steps: list[int], total: int, rewind_step: int | None) -> None:
@@ -274,6 +277,8 @@ def fit_replicas(
             close_epoch(progresses[r], record, config, eval_metrics=eval_metrics, eval_name=eval_name, total_steps=total)
             if wants_log(config, epoch + 1, steps[r], total):
                 log_fn(format_record(record, replicas[r].log_prefix))
+            for callback in replicas[r].on_epoch:
+                callback(record)
             wants_checkpoint = due and replicas[r].checkpoint is not None and steps[r] < total and not progresses[r].stopped_early
             at_rewind = rewind_step is not None and steps[r] == rewind_step
             if not (at_rewind or wants_checkpoint or replicas[r].hooks):

@@ -14,10 +14,11 @@ import operator
 import os
 from typing import Any, Callable, Sequence
 
-import matplotlib.pyplot as plt
+import matplotlib
 import matplotlib.ticker as ticker
 import numpy as np
 from etils import epath
+from matplotlib.figure import Figure
 
 from lth_jax import plots
 from lth_jax.errors import UserError
@@ -27,7 +28,7 @@ from lth_jax.pytree import named_leaves
 from lth_jax.results import read_json
 from lth_jax.tickets import load_ticket
 
-__all__ = ["source_label", "chance_iou", "ticket_overlaps", "plot_overlaps", "overlap_table"]
+__all__ = ["source_label", "chance_iou", "ticket_overlaps", "plot_overlaps", "overlap_table", "overlap_rows"]
 
 
 def source_label(row: dict) -> str:
@@ -166,14 +167,15 @@ def _pair_name(row: dict, several_models: bool) -> str:
     return (f"{row['model']}: " if several_models else "") + f"{row['a']} vs {row['b']}"
 
 
-def plot_overlaps(overlaps: Sequence[dict], path: str | os.PathLike) -> epath.Path:
+def plot_overlaps(overlaps: Sequence[dict]) -> Figure:
     """Overall mask IoU against the fraction of weights pruned, one curve per pair of
     tickets (mean ± std over seeds), and the IoU of two independent random masks
     of that density (dashed grey) for reference; both axes log-scale."""
     means = _overlap_means(overlaps)
     several_models = len({row["model"] for row in means}) > 1
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    cmap = plt.get_cmap("tab10")
+    fig = plots.figure((8, 4.5))
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["tab10"]
     pairs: dict[str, list[dict]] = {}
     for row in means:
         pairs.setdefault(_pair_name(row, several_models), []).append(row)
@@ -191,7 +193,15 @@ def plot_overlaps(overlaps: Sequence[dict], path: str | os.PathLike) -> epath.Pa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    return plots.save(fig, path)
+    return fig
+
+
+def overlap_rows(overlaps: Sequence[dict]) -> list[dict]:
+    """The rows of :func:`overlap_table` (for CSV): model, pair, level, fraction
+    remaining, IoU mean and std, chance IoU, seeds."""
+    return [{"model": row["model"], "a": row["a"], "b": row["b"], "level": row["level"], "fraction_remaining": row["fraction_remaining"],
+             "iou_mean": row["iou_mean"], "iou_std": row["iou_std"], "chance_iou": float(chance_iou(row["fraction_remaining"])),
+             "seeds": " ".join(map(str, row["seeds"]))} for row in _overlap_means(overlaps)]
 
 
 def overlap_table(overlaps: Sequence[dict]) -> str:

@@ -4,7 +4,7 @@
 trajectory (or the network extension), IMP reset to the initialization for
 several seeds at once, the structure of every level's ticket, the stop rules,
 and the run directory (``config.json``, ``metrics.jsonl``, ``summary.json``,
-``figures/``, the IMP runs under ``imp/``). :class:`ThesisConfig` is its typed
+``figures/``, TensorBoard event files in ``tensorboard/``, the IMP runs under ``imp/``). :class:`ThesisConfig` is its typed
 configuration; :func:`default_config` the same fields as an ml_collections
 config, which :func:`run` (``experiments/parallel_tasks.py``) converts.
 The grids of the thesis are in :mod:`lth_jax.thesis_sweep`.
@@ -28,9 +28,11 @@ from lth_jax.errors import UserError
 from lth_jax.imp import check_imp, run_imp_seeds
 from lth_jax.models.mlp import MLP, kernels_in_order
 from lth_jax.optim import OptimizerRecipe
+from lth_jax.progress import Progress
 from lth_jax.results import environment, write_json, write_jsonl
 from lth_jax.stage import Stage
 from lth_jax.structure import StructureReport, analyze, run_category
+from lth_jax.tensorboard import EventLog, scalars
 from lth_jax.train import TrainConfig, TrainState, evaluate, make_eval_step
 from lth_jax.trajectory import PruningPlan, extension_shape, extension_trajectory, weight_count
 
@@ -245,6 +247,11 @@ class _Setup:
                           eval_name=self.eval_name)
 
 
+# The per-level TensorBoard scalars of a thesis run (and edges/active, .../zombie, ...).
+LEVEL_SCALARS = ("weights_remaining", "active_weights", "accuracy", "test_loss", "num_components", "untapped_potential", "epochs",
+                 "decided_output", "decided_input")
+
+
 def _row(result, report: StructureReport, test_metrics: dict) -> dict:
     record = result.record
     summary = report.summary()
@@ -268,12 +275,14 @@ def _row(result, report: StructureReport, test_metrics: dict) -> dict:
     }
 
 
-def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print) -> dict:
+def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print,
+                       progress: bool | None = None) -> dict:
     """Run one experiment into ``workdir`` (resumable) and return its summary.
 
     The workdir is a stage: a rerun with a setting that changes the results
     (data, shape, trajectory, training, coverage, stop rules) is refused with
-    one line naming it, before anything is written.
+    one line naming it, before anything is written. ``progress``: a progress bar
+    (default: when stderr is a terminal and ``log_fn`` is ``print``).
     """
     workdir = epath.Path(workdir)
     data = load_task_data(
@@ -297,14 +306,29 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
     log_fn(f"{config.dataset}: MLP {setup.shape}, {len(trajectory)} levels, seeds {list(config.seeds)}, {setup.coverage} coverage")
     log_fn(ROW_HEADER)
 
+    events = EventLog(workdir / "tensorboard")
+    bar = Progress(levels=len(trajectory), epochs=config.epochs, seeds=len(config.seeds), description=config.dataset,
+                   enabled=progress if progress is not None or log_fn is print else False)
+    log_fn = bar.write if log_fn is print else log_fn
+
     def on_level(result) -> bool:
         report = analyze(kernels_in_order(result.mask), data.input_tasks, data.output_tasks, setup.coverage)
         reports[(result.seed, result.level)] = report
         rows.append(_row(result, report, _test_metrics(result.record, result, test_eval, data, setup.eval_name)))
+        events.level(result.level, scalars(rows[-1], LEVEL_SCALARS) | {f"edges/{k}": v for k, v in rows[-1]["edges"].items()}, seed=result.seed)
+        bar.level(result.record)
         log_fn(format_row(rows[-1]))
         return (config.stop_on_degradation and report.status == "degraded") or (config.stop_on_split and report.status == "split")
 
-    run_imp_seeds(*args, vmap=config.vmap, level_callback=on_level, log_fn=log_fn, **kwargs)
+    def on_epoch(record) -> None:
+        events.epoch(record, by_seed=True)
+        bar.epoch(record)
+
+    try:
+        run_imp_seeds(*args, vmap=config.vmap, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn, **kwargs)
+    finally:
+        events.close()
+        bar.close()
     rows.sort(key=lambda r: (r["seed"], r["level"]))
     write_jsonl(workdir / "metrics.jsonl", rows)
     summary = _summary(config, setup.shape, trajectory, rows)
@@ -351,7 +375,7 @@ def _figures(workdir: epath.Path, data, rows, reports, shape) -> None:
     by_seed: dict[int, list] = {}
     for row in rows:
         by_seed.setdefault(row["seed"], []).append(row)
-    plots.plot_levels(by_seed, data.task_names, figures / "levels.png")
+    plots.save(plots.plot_levels(by_seed, data.task_names), figures / "levels.png")
     if max(shape) <= 256:
         items = []
         for seed, mine in sorted(by_seed.items()):
@@ -361,10 +385,10 @@ def _figures(workdir: epath.Path, data, rows, reports, shape) -> None:
             if report is not None:
                 items.append((f"seed {seed}, level {level} ({report.status}, {mine[level]['weights_remaining']} weights)", report))
         if items:
-            plots.plot_networks(items, data.input_tasks, data.output_tasks, data.task_names, figures / "networks.png")
+            plots.save(plots.plot_networks(items, data.input_tasks, data.output_tasks, data.task_names), figures / "networks.png")
     if data.image_shape is not None:
         for seed, mine in sorted(by_seed.items()):
             chosen = sorted({0, len(mine) // 2, len(mine) - 1})
             degrees = [(f"level {mine[i]['level']}", reports[(seed, mine[i]["level"])].input_out_degree) for i in chosen if (seed, mine[i]["level"]) in reports]
             if degrees:
-                plots.plot_input_degree(degrees, data.image_shape, data.task_names, figures / f"input_degree_seed{seed}.png")
+                plots.save(plots.plot_input_degree(degrees, data.image_shape, data.task_names), figures / f"input_degree_seed{seed}.png")

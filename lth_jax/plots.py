@@ -1,4 +1,9 @@
-"""Figures (matplotlib, Agg backend): ticket networks, per-level curves, sweep reports."""
+"""Figures: ticket networks, per-level curves, sweep reports, sparsity axes.
+
+Every plot function returns a ``matplotlib.figure.Figure`` (shown inline in a
+notebook, written by :func:`save`); nothing here selects a backend or keeps
+figures in pyplot's registry.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +11,27 @@ import io
 from typing import Iterable, Sequence
 
 import matplotlib
+import matplotlib.ticker as ticker
+import numpy as np
+from etils import epath
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as ticker  # noqa: E402
-import numpy as np  # noqa: E402
-from etils import epath  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-
-from lth_jax.structure import ACTIVE, INACTIVE, ZOMBIE, StructureReport  # noqa: E402
+from lth_jax.structure import ACTIVE, INACTIVE, ZOMBIE, StructureReport
 
 __all__ = [
+    "figure",
     "task_colors",
+    "seed_colors",
+    "network_order",
     "draw_network",
     "plot_networks",
     "plot_levels",
     "plot_categories",
     "plot_split_grid",
     "plot_input_degree",
+    "plot_find_ticket",
     "save",
     "percent_pruned",
     "log_ticks",
@@ -33,49 +41,81 @@ __all__ = [
 
 SHARED = "#555555"
 CATEGORY_COLORS = {"Separated": "#2ca02c", "Separated-Degraded": "#bcbd22", "Degraded": "#d62728", "Interconnected": "#1f77b4"}
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def figure(figsize) -> Figure:
+    """A figure outside pyplot (a notebook shows it once, when a cell returns it)."""
+    return Figure(figsize=figsize)
 
 
 def task_colors(num_tasks: int) -> list:
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     return [cmap(i % 10) for i in range(num_tasks)]
 
 
-def save(fig, path) -> epath.Path:
-    """Write ``fig`` to ``path`` (a local path or ``gs://``; the format from its suffix) and close it."""
+def seed_colors(num_seeds: int) -> list:
+    cmap = matplotlib.colormaps["Dark2"]
+    return [cmap(i % 8) for i in range(num_seeds)]
+
+
+def save(fig: Figure, path) -> epath.Path:
+    """Write ``fig`` to ``path`` (a local path or ``gs://``; the format from its suffix)."""
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
     path.write_bytes(buffer.getvalue())
-    plt.close(fig)
     return path
 
 
+def network_order(report: StructureReport) -> list[np.ndarray]:
+    """Per layer, the units in drawing order (top first): inputs and outputs as they
+    come; hidden units grouped by subnetwork (by the task it serves, then by
+    component), units of no subnetwork last. A split ticket draws as separate
+    networks one above the other."""
+    sizes = [report.edge_states[0].shape[0]] + [e.shape[1] for e in report.edge_states]
+    tasks = list(report.component_tasks)
+    order = []
+    for layer, n in enumerate(sizes):
+        if layer in (0, len(sizes) - 1):
+            order.append(np.arange(n))
+            continue
+        comps = np.asarray(report.node_components[layer])
+        task = np.array([tasks[c] if c >= 0 and tasks[c] >= 0 else len(tasks) + 1 for c in comps])
+        key = np.where(comps >= 0, task, len(tasks) + 2)
+        order.append(np.lexsort((np.arange(n), comps, key)))
+    return order
+
+
 def draw_network(ax, report: StructureReport, input_tasks, output_tasks, *, title: str = "", show_unused: bool = True) -> None:
-    """Nodes layer by layer; active edges in the colour of the task their subnetwork
-    serves (grey: several tasks), inactive and zombie edges faint."""
+    """Nodes layer by layer (hidden units grouped by subnetwork, :func:`network_order`);
+    active edges in the colour of the task their subnetwork serves (grey: several
+    tasks), inactive and zombie edges faint."""
     sizes = [report.edge_states[0].shape[0]] + [e.shape[1] for e in report.edge_states]
     num_tasks = max(max(input_tasks), max(output_tasks)) + 1
     colors = task_colors(num_tasks)
+    positions = []
+    for n, order in zip(sizes, network_order(report)):
+        y = np.empty(n)
+        y[order] = np.linspace(1, 0, n) if n > 1 else 0.5
+        positions.append(y)
 
-    def ys(n):  # unit 0 on top
-        return np.linspace(1, 0, n) if n > 1 else np.array([0.5])
+    def segments(layer, u, v):
+        return np.stack([np.stack([np.full(len(u), layer), positions[layer][u]], -1),
+                         np.stack([np.full(len(v), layer + 1), positions[layer + 1][v]], -1)], 1)
 
-    positions = [ys(n) for n in sizes]
     for layer, states in enumerate(report.edge_states):
-        x0, x1 = layer, layer + 1
         if show_unused:
             for state, style in ((INACTIVE, ":"), (ZOMBIE, "--")):
                 u, v = np.nonzero(states == state)
                 if len(u):
-                    segs = np.stack([np.stack([np.full(len(u), x0), positions[layer][u]], -1), np.stack([np.full(len(v), x1), positions[layer + 1][v]], -1)], 1)
-                    ax.add_collection(LineCollection(segs, colors="#bbbbbb", linewidths=0.6, linestyles=style))
+                    ax.add_collection(LineCollection(segments(layer, u, v), colors="#bbbbbb", linewidths=0.6, linestyles=style))
         u, v = np.nonzero(states == ACTIVE)
         if len(u):
             comps = report.node_components[layer][u]
             edge_colors = [colors[report.component_tasks[c]] if report.component_tasks[c] >= 0 else SHARED for c in comps]
-            segs = np.stack([np.stack([np.full(len(u), x0), positions[layer][u]], -1), np.stack([np.full(len(v), x1), positions[layer + 1][v]], -1)], 1)
-            ax.add_collection(LineCollection(segs, colors=edge_colors, linewidths=1.0, alpha=0.85))
+            ax.add_collection(LineCollection(segments(layer, u, v), colors=edge_colors, linewidths=1.0, alpha=0.85))
     for layer, n in enumerate(sizes):
         if layer == 0:
             node_colors = [colors[t] for t in input_tasks]
@@ -97,51 +137,53 @@ def draw_network(ax, report: StructureReport, input_tasks, output_tasks, *, titl
     ax.set_title(title, fontsize=9)
 
 
-def plot_networks(items: Sequence[tuple[str, StructureReport]], input_tasks, output_tasks, task_names, path) -> epath.Path:
+def plot_networks(items: Sequence[tuple[str, StructureReport]], input_tasks, output_tasks, task_names) -> Figure:
     """One network drawing per ``(title, report)``, side by side, with a task legend."""
     n = len(items)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    fig = figure((4.2 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (title, report) in zip(axes.flat, items):
         draw_network(ax, report, input_tasks, output_tasks, title=title)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     colors = task_colors(len(task_names))
-    handles = [plt.Line2D([], [], color=c, lw=2) for c in colors] + [plt.Line2D([], [], color=SHARED, lw=2), plt.Line2D([], [], color="#bbbbbb", lw=1, ls=":")]
+    handles = [Line2D([], [], color=c, lw=2) for c in colors] + [Line2D([], [], color=SHARED, lw=2), Line2D([], [], color="#bbbbbb", lw=1, ls=":")]
     fig.legend(handles, list(task_names) + ["several tasks", "inactive / zombie"], loc="lower center", ncol=len(task_names) + 2, frameon=False, fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return save(fig, path)
+    return fig
 
 
-def plot_levels(rows_by_seed: dict, task_names: Sequence[str], path) -> epath.Path:
-    """Per seed: test accuracy of every task, and weights remaining / active, against the level."""
-    fig, (ax_acc, ax_w) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = task_colors(len(task_names))
-    styles = ["-", "--", "-.", ":"]
-    for i, (seed, rows) in enumerate(sorted(rows_by_seed.items())):
+def plot_levels(rows_by_seed: dict, task_names: Sequence[str]) -> Figure:
+    """Per seed (one colour each): test accuracy of every task (one line style each),
+    and weights remaining (solid) and active (dashed), against the level."""
+    fig = figure((11, 4))
+    ax_acc, ax_w = fig.subplots(1, 2)
+    colors = seed_colors(len(rows_by_seed))
+    for color, (seed, rows) in zip(colors, sorted(rows_by_seed.items())):
         levels = [r["level"] for r in rows]
-        style = styles[i % len(styles)]
         for t, name in enumerate(task_names):
-            ax_acc.plot(levels, [r["accuracy"][t] for r in rows], style, color=colors[t], marker="o", ms=3, label=f"{name} (seed {seed})")
-        ax_w.plot(levels, [r["weights_remaining"] for r in rows], style, color="black", marker="o", ms=3, label=f"remaining (seed {seed})")
-        ax_w.plot(levels, [r["active_weights"] for r in rows], style, color="#ff7f0e", marker="s", ms=3, label=f"active (seed {seed})")
+            ax_acc.plot(levels, [r["accuracy"][t] for r in rows], LINE_STYLES[t % 4], color=color, marker="o", ms=3, label=f"{name} (seed {seed})")
+        ax_w.plot(levels, [r["weights_remaining"] for r in rows], "-", color=color, marker="o", ms=3, label=f"remaining (seed {seed})")
+        ax_w.plot(levels, [r["active_weights"] for r in rows], "--", color=color, marker="s", ms=3, label=f"active (seed {seed})")
         split = next((r["level"] for r in rows if r["status"] == "split"), None)
         if split is not None:
-            ax_acc.axvline(split, color="#2ca02c", alpha=0.3, lw=3)
-    ax_acc.set(xlabel="level", ylabel="test accuracy", title="accuracy per task (green band: first split)")
+            ax_acc.axvline(split, color=color, alpha=0.25, lw=3)
+    ax_acc.set(xlabel="level", ylabel="test accuracy", title="accuracy per task (band: a seed's first split)")
     ax_w.set(xlabel="level", ylabel="weights", yscale="log", title="weights remaining and active")
     for ax in (ax_acc, ax_w):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
-def plot_categories(rows: Sequence[dict], path, xlabel: str = "extension level") -> epath.Path:
+def plot_categories(rows: Sequence[dict], xlabel: str = "extension level") -> Figure:
     """Stacked bars: the number of runs of each category at every ``x`` (thesis E1-E3)."""
     xs = sorted({r["x"] for r in rows})
-    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(xs) + 2), 4))
+    fig = figure((max(6, 0.4 * len(xs) + 2), 4))
+    ax = fig.subplots()
     bottom = np.zeros(len(xs))
     for category, color in CATEGORY_COLORS.items():
         counts = np.array([sum(1 for r in rows if r["x"] == x and r["category"] == category) for x in xs])
@@ -151,10 +193,10 @@ def plot_categories(rows: Sequence[dict], path, xlabel: str = "extension level")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
-def plot_split_grid(rows: Sequence[dict], path, xlabel: str = "pruning levels", ylabel: str = "width") -> epath.Path:
+def plot_split_grid(rows: Sequence[dict], xlabel: str = "pruning levels", ylabel: str = "width") -> Figure:
     """Heat map of the fraction of runs that separate (E4: widths × numbers of levels)."""
     xs = sorted({r["x"] for r in rows})
     ys = sorted({r["y"] for r in rows})
@@ -164,7 +206,8 @@ def plot_split_grid(rows: Sequence[dict], path, xlabel: str = "pruning levels", 
             cell = [r for r in rows if r["x"] == x and r["y"] == y]
             if cell:
                 grid[i, j] = np.mean([r["category"] in ("Separated", "Separated-Degraded") for r in cell])
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(xs) + 2), max(3, 0.5 * len(ys) + 1.5)))
+    fig = figure((max(5, 0.6 * len(xs) + 2), max(3, 0.5 * len(ys) + 1.5)))
+    ax = fig.subplots()
     image = ax.imshow(grid, cmap="Greens", vmin=0, vmax=1, origin="lower", aspect="auto")
     ax.set_xticks(range(len(xs)), [str(x) for x in xs])
     ax.set_yticks(range(len(ys)), [str(y) for y in ys])
@@ -175,13 +218,14 @@ def plot_split_grid(rows: Sequence[dict], path, xlabel: str = "pruning levels", 
     ax.set(xlabel=xlabel, ylabel=ylabel, title="fraction of runs that split")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
-def plot_input_degree(degrees: Sequence[tuple[str, np.ndarray]], image_shape, task_names, path) -> epath.Path:
+def plot_input_degree(degrees: Sequence[tuple[str, np.ndarray]], image_shape, task_names) -> Figure:
     """Heat maps of each input pixel's active out-degree (E9), one row per ``(title, degree)``."""
     tasks = len(task_names)
-    fig, axes = plt.subplots(len(degrees), tasks, figsize=(3.2 * tasks, 3 * len(degrees)), squeeze=False)
+    fig = figure((3.2 * tasks, 3 * len(degrees)))
+    axes = fig.subplots(len(degrees), tasks, squeeze=False)
     pixels = int(np.prod(image_shape))
     for row, (title, degree) in enumerate(degrees):
         for t in range(tasks):
@@ -191,7 +235,35 @@ def plot_input_degree(degrees: Sequence[tuple[str, np.ndarray]], image_shape, ta
             ax.axis("off")
             fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return save(fig, path)
+    return fig
+
+
+def plot_find_ticket(rows: Sequence[dict], layers: Sequence[dict], title: str = "") -> Figure:
+    """A find_ticket run: test accuracy against the fraction of weights pruned (log
+    axis), and every prunable layer's fraction of weights kept at each level.
+    ``rows``: the level rows of ``metrics.jsonl``; ``layers``: per level, the
+    :func:`lth_jax.masks.sparsity_report` of its ticket."""
+    fig = figure((12, 4.2))
+    ax_acc, ax_layers = fig.subplots(1, 2)
+    ax_acc.plot([r["fraction_remaining"] for r in rows], [100 * r["test_accuracy"] for r in rows], marker="o", ms=3, color="black")
+    sparsity_axis(ax_acc, [r["fraction_remaining"] for r in rows])
+    ax_acc.set(ylabel="test accuracy (%)", title=title or "test accuracy per level")
+    ax_acc.grid(alpha=0.3)
+    levels = [r["level"] for r in rows]
+    paths = [layer["path"] for layer in layers[0]["layers"]] if layers else []
+    cmap = matplotlib.colormaps["viridis"]
+    for i, path in enumerate(paths):
+        kept = [next(layer["fraction_remaining"] for layer in report["layers"] if layer["path"] == path) for report in layers]
+        ax_layers.plot(levels[: len(kept)], [100 * k for k in kept], marker="o", ms=3, color=cmap(i / max(1, len(paths) - 1)), label=path)
+    ax_layers.set(xlabel="level", ylabel="weights kept (%, log scale)", yscale="log", title="per-layer sparsity")
+    ax_layers.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax_layers.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax_layers.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax_layers.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax_layers.grid(alpha=0.3)
+    ax_layers.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + len(paths) // 20)
+    fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- sparsity axes (transfer report, overlaps)

@@ -10,13 +10,15 @@ what it wrote.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import platform
 import sys
 import uuid
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from etils import epath
 
@@ -25,6 +27,7 @@ __all__ = [
     "read_json",
     "write_jsonl",
     "read_jsonl",
+    "write_csv",
     "is_writer",
     "sync",
     "remove_tree",
@@ -115,6 +118,15 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     _write_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
 
 
+def write_csv(path: str | os.PathLike, rows: Sequence[dict]) -> None:
+    """Rows of one set of keys as CSV (the first row's keys are the header), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(path, buffer.getvalue())
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in epath.Path(path).read_text().splitlines() if line.strip()]
 
@@ -138,9 +150,13 @@ def remove_temporaries(directory: str | os.PathLike) -> None:
             remove_tree(child)
 
 
+PACKAGES = ("lth_jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections", "etils", "absl-py",
+            "tensorflow-datasets", "scikit-learn", "matplotlib")
+
+
 def package_versions() -> dict:
     out = {}
-    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow-datasets", "scikit-learn"):
+    for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -148,14 +164,39 @@ def package_versions() -> dict:
     return out
 
 
+def git_state() -> dict | None:
+    """The commit of the lth_jax checkout that runs (and whether it has uncommitted
+    changes), or ``None`` when lth_jax is not run from a git checkout."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args) -> str:
+        return subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        git("ls-files", "--error-unmatch", "__init__.py")  # this very package is tracked, not an install inside some repository
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def environment() -> dict:
-    """Python, platform, packages and devices, for a run's config.json."""
+    """What a run's ``config.json`` records to make it reproducible: the command line,
+    the lth_jax commit, Python, platform, package versions, devices, and the
+    environment variables that steer JAX and XLA."""
     import jax
 
+    devices = jax.devices()
     return {
+        "command": list(sys.argv),
+        "git": git_state(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
-        "devices": [str(d) for d in jax.devices()],
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind if devices else None,
+        "devices": [str(d) for d in devices],
         "process_count": jax.process_count(),
+        "jax_environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("JAX_", "XLA_"))},
     }

@@ -24,7 +24,7 @@ from lth_jax import plots
 from lth_jax.errors import UserError
 from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
 from lth_jax.parallel_tasks import default_config as experiment_config
-from lth_jax.results import read_json, read_jsonl, remove_temporaries, write_json, write_jsonl
+from lth_jax.results import read_json, read_jsonl, remove_temporaries, write_csv, write_json, write_jsonl
 
 __all__ = ["GRIDS", "sweep_points", "run_sweep", "sweep_report", "default_config", "run"]
 
@@ -80,12 +80,14 @@ def sweep_report(workdir: str | os.PathLike) -> list[epath.Path]:
     rows = read_jsonl(workdir / "sweep.jsonl")
     figures = []
     if meta["grid"] == "e4":
-        figures.append(plots.plot_split_grid(rows, workdir / "figures" / "split_grid.png"))
+        figures.append(plots.save(plots.plot_split_grid(rows), workdir / "figures" / "split_grid.png"))
     else:
-        figures.append(plots.plot_categories(rows, workdir / "figures" / "categories.png"))
+        figures.append(plots.save(plots.plot_categories(rows), workdir / "figures" / "categories.png"))
+    table = [{k: r[k] for k in ("point", "seed", "category", "split_level", "degradation_level")} for r in rows]
+    write_csv(workdir / "report.csv", table)
     lines = [f"# Sweep {meta['grid']}", "", "| point | seed | category | split level | degradation level |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['point']} | {r['seed']} | {r['category']} | {r['split_level']} | {r['degradation_level']} |" for r in rows]
-    lines += [""] + [f"![{f.stem}](figures/{f.name})" for f in figures]
+    lines += ["", "(also in `report.csv`)", ""] + [f"![{f.stem}](figures/{f.name})" for f in figures]
     (workdir / "report.md").write_text("\n".join(lines) + "\n")
     return figures
 

@@ -42,6 +42,7 @@ __all__ = [
     "make_eval_step",
     "evaluate",
     "parse_steps",
+    "rewind_step",
     "sum_trees",
     "averages",
 ]
@@ -325,6 +326,18 @@ def parse_steps(spec: int | str, steps_per_epoch: int) -> int:
     if steps < 0:
         raise UserError(f"step spec {spec!r} is negative")
     return steps
+
+
+def rewind_step(spec: int | str, steps_per_epoch: int, total_steps: int, *, pruned_levels: bool, whole_epochs: bool = False) -> int:
+    """The rewind step of ``spec`` (:func:`parse_steps`), refused when it leaves the
+    pruned levels nothing to train or (``whole_epochs``) falls inside an epoch."""
+    step = parse_steps(spec, steps_per_epoch)
+    if step > total_steps or (step == total_steps and pruned_levels):
+        where = "past" if step > total_steps else "at"
+        raise UserError(f"rewind step {spec!r} = {step} steps is {where} the end of training ({total_steps} steps): pruned levels would not train")
+    if whole_epochs and step % steps_per_epoch:
+        raise UserError(f"rewind step {spec!r} is not at an epoch boundary; vmapped seeds rewind to the end of an epoch")
+    return step
 
 
 def _to_python(value):

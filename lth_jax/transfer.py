@@ -28,7 +28,7 @@ Layout of ``workdir``::
     target/<target>_<optimizer>/seed_<s>/         find_ticket workdirs: dense and target-own tickets
     transfer/<source>_<opt>__<target>_<opt>/seed_<s>/{winning,random}_level_XX/   stages
 
-``metrics.jsonl`` has one row per trained ticket (keys in :data:`lth_jax.report.ROW_KEYS`);
+``metrics.jsonl`` has one row per trained ticket (keys in :data:`lth_jax.rows.ROW_KEYS`);
 rows of earlier invocations that this one does not produce are kept.
 """
 
@@ -59,9 +59,9 @@ from lth_jax.find_ticket import (
     train_config,
     with_optimizer,
 )
-from lth_jax.report import StudyMetrics, aggregate, study_row
 from lth_jax.results import environment, read_json, remove_temporaries, write_json
 from lth_jax.rng import Streams
+from lth_jax.rows import StudyMetrics, aggregate, study_row
 from lth_jax.stage import Stage
 from lth_jax.tickets import (
     Ticket,

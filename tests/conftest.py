@@ -1,8 +1,11 @@
-"""Test setup: the CPU backend; helpers for subprocesses with simulated devices."""
+"""Test setup: the CPU backend, a temporary directory inside the repository, the
+compilation cache; helpers for subprocesses with simulated devices."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -17,14 +20,26 @@ COMPILATION_CACHE = {
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
 }
 os.environ.update(COMPILATION_CACHE)
+# Everything the tests (their subprocesses, TFDS's mock, pytest's tmp_path) put in a
+# temporary directory goes to .cache/tmp, removed when the session ends: nothing is
+# left in the system's temporary directory.
+TEMPORARY = REPO / ".cache" / "tmp"
+TEMPORARY.mkdir(parents=True, exist_ok=True)
+os.environ["TMPDIR"] = str(TEMPORARY)
+tempfile.tempdir = str(TEMPORARY)
 
 import pytest  # noqa: E402
 
 
+def pytest_sessionfinish(session, exitstatus):
+    if not hasattr(session.config, "workerinput") and exitstatus == 0:  # the controller, after its workers; kept on failure
+        shutil.rmtree(TEMPORARY, ignore_errors=True)
+
+
 def script_env(**extra) -> dict:
     """The environment of a script run as a user runs it: the CPU backend, the repository
-    on the path, nothing else of the test process (but the compilation cache)."""
-    return {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **COMPILATION_CACHE, **extra}
+    on the path, nothing else of the test process (but the compilation cache and TMPDIR)."""
+    return {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TMPDIR": str(TEMPORARY), **COMPILATION_CACHE, **extra}
 
 
 def run_python(code: str, *, devices: int = 1, timeout: int = 300, cwd=None, check: bool = True) -> subprocess.CompletedProcess:

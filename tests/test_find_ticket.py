@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import matplotlib.image
 import pytest
 import tensorflow_datasets as tfds
 from conftest import REPO, script_env
@@ -16,6 +17,7 @@ from experiments.configs import find_ticket_morcos_vgg19_sgd as morcos_vgg19_sgd
 from experiments.configs import find_ticket_openlth_cifar_resnet as openlth_cifar_resnet
 from experiments.configs import find_ticket_openlth_cifar_vgg as openlth_cifar_vgg
 from experiments.configs import find_ticket_openlth_mnist_lenet_300_100 as openlth_mnist_lenet_300_100
+from lth_jax import report
 from lth_jax.errors import UserError
 from lth_jax.find_ticket import find_ticket, pruning_plan, train_config
 from lth_jax.tickets import load_ticket
@@ -80,6 +82,29 @@ def test_real_offline_digits_reach_90_percent_with_a_ticket_per_level(tmp_path):
     assert summary["dense_test_accuracy"] >= 0.90
     for level in range(3):
         assert (tmp_path / f"level_{level:02d}" / "ticket" / "ticket.json").exists()
+    figure = matplotlib.image.imread(tmp_path / "figures" / "levels.png")  # accuracy against pruning, per-layer sparsity
+    assert figure.shape[1] > 800 and figure[..., :3].std() > 0.01
+    environment = json.loads((tmp_path / "config.json").read_text())["environment"]
+    assert environment["git"]["commit"] and isinstance(environment["git"]["dirty"], bool)  # the suite runs from the checkout
+    assert environment["command"] and environment["device_kind"] == "cpu" and environment["packages"]["lth_jax"]
+    assert environment["jax_environment"]["JAX_PLATFORMS"] == "cpu"
+    levels = events(tmp_path / "tensorboard" / "levels")  # TensorBoard, without TensorFlow
+    assert {"test_accuracy", "test_loss", "weights_remaining", "fraction_remaining"} <= set(levels.Tags()["scalars"])
+    assert [e.step for e in levels.Scalars("weights_remaining")] == [0, 1, 2]
+    curves = events(tmp_path / "tensorboard" / "level_01")
+    assert [e.step for e in curves.Scalars("test_loss")] == list(range(2, 11))  # late resetting: from the end of epoch 1
+    assert "train_loss" in curves.Tags()["scalars"]
+    # the transfer report reads a find_ticket run too: its own tickets against the dense network
+    path = report.write_report([tmp_path], tmp_path / "report")
+    assert "**digits**, trained with sgd" in path.read_text() and (tmp_path / "report" / "accuracy_digits_sgd.png").exists()
+
+
+def events(directory):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(directory))
+    accumulator.Reload()
+    return accumulator
 
 
 def test_presets_say_what_the_papers_say():

@@ -34,3 +34,19 @@ def test_modules_are_small_and_signatures_short():
                     too_many.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({len(positional)})")
     assert not too_long, too_long
     assert not too_many, too_many
+
+
+def test_temporary_files_stay_inside_the_repository(tmp_path):
+    """The suite's temporary files (TFDS's mock makes a directory per use) go to
+    .cache/tmp, which the session removes: the system's temporary directory is left alone."""
+    import tempfile
+
+    import tensorflow_datasets as tfds
+    from conftest import TEMPORARY, script_env
+
+    assert tempfile.gettempdir() == str(TEMPORARY) and tmp_path.is_relative_to(TEMPORARY)
+    before = set(TEMPORARY.iterdir())
+    with tfds.testing.mock_data(num_examples=4):
+        tfds.data_source("mnist", split="train")[0]
+    assert [p.name for p in set(TEMPORARY.iterdir()) - before if p.name.endswith("tfds")]  # the mock's directory is here
+    assert script_env()["TMPDIR"] == str(TEMPORARY)

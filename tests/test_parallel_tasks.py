@@ -88,6 +88,12 @@ def test_small_run_writes_every_output(tmp_path):
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
         assert image[..., :3].std() > 0.01  # not a blank canvas
     assert any(line.startswith("seed") and "level" in line for line in lines)
+    from test_find_ticket import events
+
+    levels = events(tmp_path / "tensorboard" / "seed_1" / "levels")
+    assert {"active_weights", "num_components", "untapped_potential", "accuracy/0", "accuracy/1", "edges/zombie"} <= set(levels.Tags()["scalars"])
+    assert [e.step for e in levels.Scalars("num_components")] == [0, 1, 2]
+    assert [e.step for e in events(tmp_path / "tensorboard" / "seed_0" / "level_02").Scalars("test_loss")] == list(range(1, 7))
 
 
 def test_a_changed_setting_on_an_existing_run_is_refused(tmp_path):

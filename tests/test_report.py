@@ -1,19 +1,22 @@
 """lth_jax.report and experiments/report.py on a hand-made transfer study (two targets, two workdirs)."""
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib.image
 import numpy as np
 import pytest
 from conftest import REPO, script_env
 from helpers import assert_one_line_error
+from matplotlib.figure import Figure
 
 from lth_jax import overlap, plots, report
 from lth_jax.errors import UserError
 from lth_jax.results import write_jsonl
+from lth_jax.rows import GROUP_KEYS
 from lth_jax.tickets import Ticket, save_ticket
 
 SEEDS = (0, 1)
@@ -96,7 +99,7 @@ def iou(a, b):
 
 def assert_png(path):
     assert path.read_bytes()[:8] == PNG_SIGNATURE
-    image = plt.imread(path)
+    image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
 
@@ -142,7 +145,7 @@ def test_aggregate_is_mean_and_population_std_over_seeds(study):
         "n": 2,
     }
     assert got["test_accuracy_std"] > 0
-    keys = [tuple(s[k] for k in report.GROUP_KEYS) for s in summary]
+    keys = [tuple(s[k] for k in GROUP_KEYS) for s in summary]
     assert keys == sorted(keys)
     assert report.aggregate(rows[::-1]) == summary  # deterministic whatever the row order
     (one_seed,) = report.aggregate([r for r in members if r["seed"] == 1])
@@ -265,18 +268,18 @@ def test_overlap_table_and_chance(study):
 # --------------------------------------------------------------------------- figures and report
 
 
-def test_figures_are_pngs(study, tmp_path):
+def test_figures_are_figures_that_save_as_pngs(study, tmp_path):
     rows = study["rows"]
-    assert_png(report.plot_target(rows, "tgt_x", tmp_path / "x.png"))
-    assert_png(report.plot_target(rows, "tgt_y", tmp_path / "y.png", target_optimizer="sgd"))
-    assert_png(overlap.plot_overlaps(overlap.ticket_overlaps(rows), tmp_path / "overlap.png"))
+    for name, fig in (("x", report.plot_target(rows, "tgt_x")), ("y", report.plot_target(rows, "tgt_y", target_optimizer="sgd")),
+                      ("overlap", overlap.plot_overlaps(overlap.ticket_overlaps(rows)))):
+        assert isinstance(fig, Figure)
+        assert_png(plots.save(fig, tmp_path / f"{name}.png"))
     with pytest.raises(ValueError, match="no rows for target 'tgt_z'; targets: tgt_x, tgt_y"):
-        report.plot_target(rows, "tgt_z", tmp_path / "z.png")
+        report.plot_target(rows, "tgt_z")
     with pytest.raises(ValueError, match="optimizer 'adam'; its optimizers: sgd"):
-        report.plot_target(rows, "tgt_x", tmp_path / "z.png", target_optimizer="adam")
+        report.plot_target(rows, "tgt_x", target_optimizer="adam")
     with pytest.raises(ValueError, match="no mask overlaps"):
-        overlap.plot_overlaps([], tmp_path / "none.png")
-    assert not (tmp_path / "z.png").exists()
+        overlap.plot_overlaps([])
 
 
 def test_percent_pruned_labels_and_ticks():
@@ -285,11 +288,10 @@ def test_percent_pruned_labels_and_ticks():
     assert [plots.percent_pruned(t) for t in ticks] == ["0%", "50%", "90%", "95%", "99%", "99.5%", "99.9%"] and end == 0.001
     ticks, end = plots._pruned_ticks(0.8**3)
     assert [plots.percent_pruned(t) for t in ticks] == ["0%", "20%", "50%"] and 0.47 < end < 0.5
-    fig, ax = plt.subplots()
+    ax = plots.figure((4, 3)).subplots()
     plots.sparsity_axis(ax, [1.0, 0.8**30])
     assert ax.get_xscale() == "log" and ax.xaxis_inverted()  # sparsity grows to the right
     assert [label.get_text() for label in ax.get_xticklabels()][-1] == "99.9%"
-    plt.close(fig)
 
 
 def test_write_report_embeds_every_figure_and_is_deterministic(study, tmp_path):
@@ -306,7 +308,12 @@ def test_write_report_embeds_every_figure_and_is_deterministic(study, tmp_path):
     assert "| ticket | tgt_x 50% | tgt_x 80% | tgt_x 90% | tgt_x 95% | tgt_x 99% |" in text
     assert "| src_a (sgd) vs src_b (adam) | 3 |" in text
     files = sorted(p.name for p in path.parent.iterdir())
-    assert files == ["accuracy_tgt_x_sgd.png", "accuracy_tgt_y_sgd.png", "overlap.png", "report.md"]
+    assert files == ["accuracy_tgt_x_sgd.png", "accuracy_tgt_y_sgd.png", "overlap.csv", "overlap.png", "report.md", "transfer_table.csv"]
+    table = list(csv.DictReader(open(path.parent / "transfer_table.csv")))  # every Markdown table is also CSV
+    cell = next(r for r in table if r["ticket"] == "src_a (sgd)" and r["target"] == "tgt_x" and r["fraction_pruned"] == "0.5")
+    assert f"{100 * float(cell['test_accuracy_mean']):.1f} ± {100 * float(cell['test_accuracy_std']):.1f}" in text
+    pairs = [(r["a"], r["b"], r["level"]) for r in csv.DictReader(open(path.parent / "overlap.csv"))]
+    assert pairs == [(r["a"], r["b"], str(r["level"])) for r in overlap.overlap_rows(overlap.ticket_overlaps(study["rows"]))] and pairs
     assert all((path.parent / f).read_bytes() == (again.parent / f).read_bytes() for f in files)
 
 

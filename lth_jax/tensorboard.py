@@ -1,0 +1,86 @@
+"""TensorBoard event files of a run, written without TensorFlow (tensorboardX).
+
+A run's ``tensorboard/`` directory holds one TensorBoard *run* per curve family::
+
+    tensorboard/
+      levels/            one point per IMP level: weights remaining, test loss and accuracy,
+                         epochs (and, for the thesis, structure counts); rewritten by every
+                         invocation, so a resumed run shows each level once
+      level_03/          the level's per-epoch curves (train and test loss, accuracy)
+      seed_1/levels/     ... per seed, when a run trains several
+
+Open it with ``tensorboard --logdir=<workdir>/tensorboard``. Only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from etils import epath
+
+from lth_jax.results import is_writer, remove_tree
+
+__all__ = ["EventLog", "scalars"]
+
+
+def scalars(record: dict, keys=None) -> dict[str, float]:
+    """The numeric entries of a record, lists (one value per task) as ``name/i``."""
+    out = {}
+    for key, value in record.items():
+        if keys is not None and key not in keys:
+            continue
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (int, float)):
+            out[key] = float(value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+            out.update({f"{key}/{i}": float(v) for i, v in enumerate(value)})
+    return out
+
+
+class EventLog:
+    """The event files under ``directory`` (``None``: nothing is written)."""
+
+    EPOCH_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "val_loss", "val_accuracy", "examples_per_second")
+
+    def __init__(self, directory: str | os.PathLike | None):
+        self.directory = None if directory is None or not is_writer() else epath.Path(directory)
+        self._writers: dict[str, Any] = {}
+        if self.directory is not None:
+            remove_tree(self.directory / "levels")  # written anew: a resumed run reports every level again
+            for seeds in self.directory.glob("seed_*"):
+                remove_tree(seeds / "levels")
+
+    def _writer(self, run: str):
+        if run not in self._writers:
+            from tensorboardX import SummaryWriter
+
+            self._writers[run] = SummaryWriter(os.fspath(self.directory / run), flush_secs=30)
+        return self._writers[run]
+
+    def _prefix(self, seed: int | None) -> str:
+        return "" if seed is None else f"seed_{seed}/"
+
+    def level(self, level: int, values: dict[str, float], seed: int | None = None) -> None:
+        """One point per scalar at step ``level``."""
+        if self.directory is None:
+            return
+        writer = self._writer(f"{self._prefix(seed)}levels")
+        for tag, value in values.items():
+            writer.add_scalar(tag, value, level)
+
+    def epoch(self, record: dict, by_seed: bool = False) -> None:
+        """An epoch record of an IMP run (with its ``level`` and ``seed``; the
+        ``on_epoch`` of :func:`lth_jax.imp.run_imp`): a point per curve at step
+        ``epoch`` in the level's run (per seed when ``by_seed``)."""
+        if self.directory is None:
+            return
+        writer = self._writer(f"{self._prefix(record['seed'] if by_seed else None)}level_{record.get('level', 0):02d}")
+        for tag, value in scalars(record, self.EPOCH_KEYS).items():
+            writer.add_scalar(tag, value, record["epoch"])
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
