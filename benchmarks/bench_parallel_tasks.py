@@ -53,64 +53,18 @@ def jax_run(data, epochs: int, seeds: list[int], vmap: bool) -> dict:
 
 
 def torch_run(data, epochs: int, seed: int = 0) -> dict | None:
-    """The same work in eager PyTorch: train, evaluate every epoch, prune globally, reset."""
+    """The same work in eager PyTorch (``torch_thesis_job.py``): train, evaluate every epoch, prune globally, reset."""
     try:
         import torch
     except ImportError:
         return None
-    torch.manual_seed(seed)
-    torch.set_num_threads(os.cpu_count() or 1)
-    shape = extension_shape(BASE, LEVEL)
-    counts = extension_trajectory(BASE, LEVEL)
-    layers = [torch.nn.Linear(a, b) for a, b in zip(shape[:-1], shape[1:])]
-    for layer in layers:
-        torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-        torch.nn.init.zeros_(layer.bias)
-    init = [(layer.weight.detach().clone(), layer.bias.detach().clone()) for layer in layers]
-    masks = [torch.ones_like(layer.weight, dtype=torch.bool) for layer in layers]
-    x, y = torch.tensor(data.train.x), torch.tensor(data.train.y)
-    xt, yt = torch.tensor(data.test.x), torch.tensor(data.test.y)
-    params = [p for layer in layers for p in layer.parameters()]
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    from torch_thesis_job import run_seed
 
-    def forward(inputs):
-        h = inputs
-        for i, layer in enumerate(layers):
-            h = torch.nn.functional.linear(h, layer.weight * masks[i], layer.bias)
-            if i < len(layers) - 1:
-                h = torch.relu(h)
-        return h
-
+    torch.set_num_threads(1)
     started = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    for level in range(len(counts)):
-        if level:
-            scores = torch.cat([torch.where(m, l.weight.detach().abs(), torch.inf).flatten() for l, m in zip(layers, masks)])
-            k = counts[level - 1] - counts[level]
-            threshold_idx = torch.topk(scores, k, largest=False).indices
-            flat = torch.cat([m.flatten() for m in masks])
-            flat[threshold_idx] = False
-            offset = 0
-            for i, m in enumerate(masks):
-                masks[i] = flat[offset : offset + m.numel()].reshape(m.shape)
-                offset += m.numel()
-            with torch.no_grad():
-                for layer, (w, b), m in zip(layers, init, masks):
-                    layer.weight.copy_(w * m)
-                    layer.bias.copy_(b)
-        optimizer = torch.optim.Adam(params, lr=1e-3)
-        for _ in range(epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), 64):
-                idx = order[start : start + 64]
-                optimizer.zero_grad()
-                loss = loss_fn(forward(x[idx]), y[idx])
-                loss.backward()
-                optimizer.step()
-            with torch.no_grad():
-                test_loss = float(loss_fn(forward(xt), yt))
+    test_loss = run_seed(torch, data, epochs, seed)
     wall = time.perf_counter() - started
-    steps = len(counts) * epochs * data.train.steps_per_epoch(64)
+    steps = (LEVEL + 1) * epochs * data.train.steps_per_epoch(64)
     return {"wall_seconds": round(wall, 3), "replica_steps_per_second": round(steps / wall), "torch": torch.__version__, "last_test_loss": test_loss}
 
 

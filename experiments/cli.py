@@ -32,13 +32,40 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def run(main: Callable[[list[str]], None]) -> None:
+def compilation_cache() -> None:
+    """XLA's persistent compilation cache, on for every script: a rerun (a resume,
+    another seed, the next config of a sweep) loads its programs instead of
+    compiling them. ``JAX_COMPILATION_CACHE_DIR`` chooses the directory (default
+    ``$XDG_CACHE_HOME/lth_jax/xla``, i.e. ``~/.cache/lth_jax/xla``); ``=""`` turns it off."""
+    import jax
+
+    directory = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if directory is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        directory = os.path.join(base, "lth_jax", "xla")
+        jax.config.update("jax_compilation_cache_dir", directory)
+    if directory and "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)  # the small programs add up
+
+
+def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | None = None) -> None:
     """``absl.app.run(main)``, with user mistakes reported as one line on stderr and
     exit status 1: a ``UserError``, a bad flag, a config override naming a field the
-    config does not have, a config file that does not load."""
+    config does not have, a config file that does not load. Turns on the
+    compilation cache; ``cpu_devices()`` (asked after the flags are parsed) True:
+    one CPU device per core (:func:`lth_jax.parallel.cpu_devices_per_core`)."""
 
     def guarded(argv):
         import matplotlib
+
+        if cpu_devices is not None and cpu_devices():
+            from lth_jax import parallel
+
+            try:
+                parallel.cpu_devices_per_core()
+            except UserError as e:
+                sys.exit("error: " + _one_line(e))
+        compilation_cache()
 
         matplotlib.use("Agg")  # scripts write figures to files; no display is needed
         # Library logs (orbax's info lines, TFDS's warnings before a one-line error) only with --verbosity.

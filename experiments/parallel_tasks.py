@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, cpu_devices=lambda: FLAGS.config.vmap)  # vmapped seeds spread over the cores

@@ -36,4 +36,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, cpu_devices=lambda: True)  # the sweep's vmapped seeds spread over the cores

@@ -1,19 +1,21 @@
-"""How an epoch of the training loop is executed (:mod:`lth_jax.loop`).
+"""How the epochs of the training loop are executed (:mod:`lth_jax.loop`).
 
 - :class:`DataParallelEpochs`: each replica's epoch as jitted steps over a
   device mesh, batches from the host (large models, streaming data; any step
   can be a rewind step or a resume point);
-- :class:`VmappedEpochs`: all replicas' epoch, and their evaluation, as one
-  compiled program (``vmap`` over replicas, ``scan`` over steps, data on the
-  device): small in-memory models, where one replica leaves the device idle.
-  A replica that stopped is frozen while the others go on; rewind steps fall
-  on epoch boundaries.
+- :class:`VmappedEpochs`: all replicas' epochs, their evaluation and early
+  stopping as one compiled program (``vmap`` over replicas, ``scan`` over
+  steps, a ``while_loop`` over epochs, data on the device): small in-memory
+  models, where one replica leaves the device idle. Replicas that stopped are
+  left out; rewind steps fall on epoch boundaries.
 
-An executor has ``steps_per_epoch`` and four methods: ``check_rewind(step)``,
-``start(states) -> carry``, ``state(carry, r) -> TrainState`` and
-``epoch(carry, epoch, starts, data_seeds, *, evaluated, rewind_step, capture)
--> (carry, train_sums, eval_sums, seconds)``, one entry per replica (``None``
-for a replica that does not run this epoch).
+An executor has ``steps_per_epoch``, ``max_epochs`` (how many epochs one call
+may run) and four methods: ``check_rewind(step)``, ``start(states) -> carry``,
+``state(carry, r) -> TrainState`` and ``epochs(carry, epoch, n_epochs, starts,
+data_seeds, *, evaluated, stopping, rewind_step, capture) -> (carry, chunk,
+seconds)``: ``chunk`` holds, per epoch run (at most ``n_epochs``; fewer when a
+replica stopped early), the train and eval sums of every replica (``None`` for
+a replica that does not run).
 """
 
 from __future__ import annotations
@@ -25,13 +27,31 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from lth_jax import parallel
 from lth_jax.errors import UserError
 from lth_jax.masks import apply_mask
-from lth_jax.train import TrainConfig, TrainState, eval_step, evaluate, make_eval_step, make_train_step, memoize, sum_trees, train_step
+from lth_jax.train import (
+    TrainConfig,
+    TrainState,
+    early_stopping_update,
+    eval_step,
+    evaluate,
+    make_eval_step,
+    make_train_step,
+    memoize,
+    sum_trees,
+    train_step,
+)
 
 __all__ = ["DataParallelEpochs", "VmappedEpochs"]
+
+
+@jax.jit
+def _masked(state: TrainState) -> TrainState:
+    """``state`` with ``params ⊙ mask`` (one program per state structure)."""
+    return state.replace(params=apply_mask(state.params, state.mask))
 
 
 class DataParallelEpochs:
@@ -64,14 +84,18 @@ class DataParallelEpochs:
     def start(self, states: Sequence[TrainState]) -> list[TrainState]:
         # Pruned weights are 0 from here on (steps with mask_forward=False rely on it), and the
         # states are copies: the steps donate them without deleting the caller's arrays.
-        return [parallel.put_replicated(s.replace(params=apply_mask(s.params, s.mask)), self.mesh, copy=True) for s in states]
+        return [parallel.put_replicated(_masked(s), self.mesh, copy=True) for s in states]
 
     def state(self, carry: list[TrainState], r: int) -> TrainState:
         return carry[r]
 
-    def epoch(self, carry, epoch, starts, data_seeds, *, evaluated, rewind_step, capture):
-        """Train each replica whose ``starts`` entry is a step over the rest of ``epoch``."""
-        config, spe = self.config, self.steps_per_epoch
+    max_epochs = 1  # the host feeds every batch
+
+    def epochs(self, carry, epoch, n_epochs, starts, data_seeds, *, evaluated, stopping, rewind_step, capture):
+        """Train each replica whose ``starts`` entry is a step over the rest of ``epoch`` (``n_epochs`` is 1)."""
+        if n_epochs != 1:
+            raise ValueError(f"n_epochs={n_epochs}: the data-parallel executor runs one epoch at a time")
+        config, spe, evaluated = self.config, self.steps_per_epoch, evaluated[0]
         carry = list(carry)
         train_sums, eval_sums, seconds = [None] * len(carry), [None] * len(carry), [0.0] * len(carry)
         for r, start in enumerate(starts):
@@ -80,7 +104,7 @@ class DataParallelEpochs:
             began, state, step, sums = time.perf_counter(), carry[r], start, []
             for batch in self.train_data.batches(config.batch_size, seed=data_seeds[r], epoch=epoch, start=start - epoch * spe,
                                                  drop_remainder=config.drop_remainder, **parallel.shard_kwargs()):
-                state, batch_sums = self.train_step_fn(state, parallel.put_batch(batch, self.mesh))
+                state, batch_sums = self.train_step_fn(state, parallel.feed_batch(batch, self.mesh))
                 sums.append(batch_sums)
                 step += 1
                 if step == rewind_step and step < (epoch + 1) * spe:  # mid-epoch; the loop captures at the end
@@ -90,7 +114,7 @@ class DataParallelEpochs:
             carry[r] = state
             if evaluated:
                 eval_sums[r] = evaluate(state, self.eval_step_fn, self.eval_data, config.batch_size, self.mesh, sums_only=True)
-        return carry, train_sums, eval_sums, seconds
+        return carry, [(train_sums, eval_sums)], seconds
 
 
 def _select(flags, new, old):
@@ -99,7 +123,8 @@ def _select(flags, new, old):
 
 
 def _stack(trees):
-    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
+    """Stacked on the host (no program per leaf shape to compile)."""
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *jax.device_get(list(trees)))
 
 
 def _unstack(tree, index: int):
@@ -114,20 +139,30 @@ def _padded_chunks(data, chunk_size: int):
     pad = chunks * chunk - n
 
     def padded(a):
-        return jnp.asarray(np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)]).reshape((chunks, chunk) + a.shape[1:]))
+        return np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)]).reshape((chunks, chunk) + a.shape[1:])
 
-    weight = jnp.asarray((np.arange(chunks * chunk) < n).astype(np.float32).reshape(chunks, chunk))
-    return padded(data.x), padded(data.y), weight
+    weight = (np.arange(chunks * chunk) < n).astype(np.float32).reshape(chunks, chunk)
+    return padded(np.asarray(data.x)), padded(np.asarray(data.y)), weight
+
+
 
 
 @memoize
-def _vmapped_epoch(model, tx, objective, preprocess, mask_forward: bool):
-    """The jitted program of one epoch of every replica, and their evaluation (one per
-    model and recipe in a process)."""
+def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
+    """The jitted program of up to ``E`` epochs of every replica, their evaluation and
+    early stopping (one per model and recipe in a process; compiled per replica count)."""
     step = functools.partial(train_step, model=model, tx=tx, objective=objective, preprocess=preprocess, mask_forward=mask_forward)
     evaluate_one = functools.partial(eval_step, model=model, objective=objective, preprocess=preprocess)
 
-    def epoch(states, indices, weights, active, arrays):
+    def eval_one(state, eval_x, eval_y, eval_w):
+        def chunk_sums(carry, xs):
+            x, y, w = xs
+            return carry, evaluate_one(state, {"x": x, "y": y, "weight": w})
+
+        _, per_chunk = jax.lax.scan(chunk_sums, None, (eval_x, eval_y, eval_w))
+        return jax.tree.map(lambda s: s.sum(axis=0), per_chunk)
+
+    def one_epoch(states, indices, weights, active, arrays):
         train_x, train_y, eval_x, eval_y, eval_w = arrays
 
         def body(states, t):
@@ -139,35 +174,110 @@ def _vmapped_epoch(model, tx, objective, preprocess, mask_forward: bool):
             return _select(on, new, states), sums
 
         states, sums = jax.lax.scan(body, states, jnp.arange(indices.shape[1]))
-        sums = jax.tree.map(lambda s: s.sum(axis=0), sums)
+        return states, jax.tree.map(lambda s: s.sum(axis=0), sums)
 
-        def eval_one(state):
-            def chunk_sums(carry, xs):
-                x, y, w = xs
-                return carry, evaluate_one(state, {"x": x, "y": y, "weight": w})
+    def epochs(states, indices, weights, active, arrays, plan):
+        """``plan``: ``n`` epochs to run (<= E), ``evaluated[E]``, early stopping's
+        ``best[R]``, ``counter[R]``, ``patience`` (< 0: none) and ``left`` (epochs to
+        the end of the schedule). Stops after the first epoch that stops a replica."""
+        if jax.default_backend() == "cpu":  # one replica after the other: its loss does not depend on the others'
+            def evaluate_all(states, *data):
+                return jax.lax.map(lambda state: eval_one(state, *data), states)
+        else:
+            evaluate_all = jax.vmap(eval_one, in_axes=(0, None, None, None))
+        eval_shapes = jax.eval_shape(evaluate_all, states, *arrays[2:])
+        train_shapes = jax.eval_shape(one_epoch, states, indices[:, 0], weights[:, 0], active[:, 0], arrays)[1]
+        outputs = jax.tree.map(lambda a: jnp.zeros((indices.shape[1],) + a.shape, a.dtype), (train_shapes, eval_shapes))
 
-            _, per_chunk = jax.lax.scan(chunk_sums, None, (eval_x, eval_y, eval_w))
-            return jax.tree.map(lambda s: s.sum(axis=0), per_chunk)
+        def cond(carry):
+            j, _, _, _, _, stop = carry
+            return (j < plan["n"]) & ~stop
 
-        return states, sums, jax.vmap(eval_one)(states)
+        def body(carry):
+            j, states, outputs, best, counter, _ = carry
+            states, train_sums = one_epoch(states, indices[:, j], weights[:, j], active[:, j], arrays)
+            evaluated = plan["evaluated"][j]
+            eval_sums = jax.lax.cond(
+                evaluated, lambda s: evaluate_all(s, *arrays[2:]), lambda s: jax.tree.map(jnp.zeros_like, eval_shapes), states
+            )
+            # the loop's rule on the loss that the host computes (float32 mean of the sums)
+            loss = eval_sums["loss"] / jnp.maximum(eval_sums["count"], 1.0)
+            new_best, new_counter, stops = early_stopping_update(best, counter, loss, plan["patience"])
+            update = active[:, j].any(axis=1) & evaluated & (plan["patience"] >= 0)
+            best, counter = jnp.where(update, new_best, best), jnp.where(update, new_counter, counter)
+            stop = jnp.any(update & stops & (j + 1 < plan["left"]))
+            stop = jax.lax.psum(stop.astype(jnp.int32), "replica") > 0  # every device runs the same epochs
+            outputs = jax.tree.map(lambda o, v: o.at[j].set(v), outputs, (train_sums, eval_sums))
+            return j + 1, states, outputs, best, counter, stop
 
-    return jax.jit(epoch, donate_argnums=(0,))
+        start = (jnp.int32(0), states, outputs, plan["best"], plan["counter"], jnp.bool_(False))
+        j, states, outputs, _, _, _ = jax.lax.while_loop(cond, body, start)
+        return states, j, outputs
+
+    return epochs
+
+
+@memoize
+def _device_program(model, tx, objective, preprocess, mask_forward: bool, device):
+    """:func:`_vmapped_epochs` jitted for one device. Replicas are split over the devices
+    by running one such program per device (a partitioned program would round
+    differently from one device; these give the same numbers)."""
+    mesh = jax.make_mesh((1,), ("replica",), axis_types=(jax.sharding.AxisType.Auto,), devices=[device])
+    rows, same = PartitionSpec("replica"), PartitionSpec()
+    plan = {"n": same, "evaluated": same, "best": rows, "counter": rows, "patience": same, "left": same}
+    program = jax.shard_map(
+        _vmapped_epochs(model, tx, objective, preprocess, mask_forward), mesh=mesh,
+        in_specs=(rows, rows, rows, rows, same, plan), out_specs=(rows, same, PartitionSpec(None, "replica")), check_vma=False,
+    )
+    return jax.jit(program, donate_argnums=(0,)), mesh
+
+
+def _groups(running: list[int], total: int, devices: int) -> list[list[int]]:
+    """The running replicas split over at most ``devices`` groups of two or more rows
+    each (one group when there is one replica: a vmap of one row rounds differently)."""
+    count = max(1, min(devices, len(running) // 2))
+    size = -(-len(running) // count)
+    return [running[i : i + size] for i in range(0, len(running), size)]
+
+
+def _bucket(rows: int, total: int) -> int:
+    """Rows of a program for ``rows`` running replicas: a power of two, two at least
+    (one when the run has one replica)."""
+    return 1 if total == 1 else max(2, 1 << max(rows - 1, 0).bit_length())
 
 
 class VmappedEpochs:
-    """All replicas' epoch and evaluation in one compiled program.
+    """All replicas' epochs, evaluation and early stopping in one compiled program.
 
     The train step is ``jax.vmap``-ed over the replica axis and ``lax.scan``-ed
-    over the steps of the epoch; the datasets are placed on the device once.
-    Steps before a replica's start (a resumed replica) and every step of a
-    replica that does not run this epoch are frozen (their updates discarded).
+    over the steps of an epoch; the epochs of a chunk (up to ``chunk_epochs``,
+    until a replica stops early) run in a ``lax.while_loop``; the datasets are
+    placed on the devices once: the host is visited once per chunk, not once
+    per epoch. The epoch orders are drawn on the host by the dataset's seeded
+    rule (the batches of the data-parallel executor). Replicas that stopped are
+    left out of later chunks (power-of-two row counts, padded with frozen
+    copies), so they cost no compute. With several local devices the running
+    replicas are split over them, two rows or more per device, one program per
+    device (on a CPU: one device per core, see
+    :func:`lth_jax.parallel.cpu_devices_per_core`). Steps before a replica's
+    start (a resumed replica) are frozen.
+
+    ``executed_steps[r]`` counts the steps replica ``r`` was trained for by this
+    executor, ``padding_steps`` the steps of padding rows.
     """
 
-    def __init__(self, model, tx, objective, train_data, eval_data, config: TrainConfig, *, preprocess=None, mask_forward=False, eval_chunk: int = 10_000):
+    def __init__(self, model, tx, objective, train_data, eval_data, config: TrainConfig, *, preprocess=None, mask_forward=False,
+                 eval_chunk: int = 10_000, chunk_epochs: int = 64):
         self.train_data, self.config = train_data, config
         self.steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
-        self.arrays = (jnp.asarray(train_data.x), jnp.asarray(train_data.y)) + _padded_chunks(eval_data, eval_chunk)
-        self._epoch = _vmapped_epoch(model, tx, objective, preprocess, mask_forward)
+        self.max_epochs = int(chunk_epochs)
+        self.arrays = (np.asarray(train_data.x), np.asarray(train_data.y)) + _padded_chunks(eval_data, eval_chunk)
+        self._program = functools.partial(_device_program, model, tx, objective, preprocess, mask_forward)
+        self.devices = jax.local_devices() if jax.process_count() == 1 else jax.local_devices()[:1]
+        self._placed: dict = {}
+        self._host = None
+        self.executed_steps: np.ndarray | None = None
+        self.padding_steps = 0
 
     def check_rewind(self, rewind_step: int | None) -> None:
         if rewind_step is not None and rewind_step % self.steps_per_epoch:
@@ -177,25 +287,84 @@ class VmappedEpochs:
             )
 
     def start(self, states: Sequence[TrainState]):
-        return _stack([s.replace(params=apply_mask(s.params, s.mask)) for s in states])
+        self.executed_steps = np.zeros(len(states), np.int64)
+        return _stack([s.replace(params=apply_mask(s.params, s.mask)) for s in jax.device_get(list(states))])
+
+    def _to_host(self, carry):
+        if self._host is None or self._host[0] is not carry:
+            self._host = (carry, jax.device_get(carry))
+        return self._host[1]
 
     def state(self, carry, r: int) -> TrainState:
-        return _unstack(carry, r)
+        """Replica ``r``'s state, as host arrays (the carry is copied to the host once)."""
+        return _unstack(self._to_host(carry), r)
 
-    def epoch(self, carry, epoch, starts, data_seeds, *, evaluated, rewind_step, capture):
-        """One program for every replica; replicas whose ``starts`` entry is None are frozen."""
-        config, spe, n = self.config, self.steps_per_epoch, len(starts)
-        indices = np.zeros((n, spe, config.batch_size), np.int32)
-        weights = np.zeros((n, spe, config.batch_size), np.float32)
-        active = np.zeros((n, spe), bool)
-        for r, start in enumerate(starts):
-            if start is not None:
-                indices[r], weights[r] = self.train_data.epoch_indices(
-                    config.batch_size, seed=data_seeds[r], epoch=epoch, drop_remainder=config.drop_remainder
+    def _arrays(self, device, mesh):
+        if device not in self._placed:
+            self._placed[device] = jax.device_put(self.arrays, NamedSharding(mesh, PartitionSpec()))
+        return self._placed[device]
+
+    def _inputs(self, rows, real: int, epoch, n_epochs, starts, data_seeds):
+        config, spe, chunk = self.config, self.steps_per_epoch, self.max_epochs
+        indices = np.zeros((len(rows), chunk, spe, config.batch_size), np.int32)
+        weights = np.zeros((len(rows), chunk, spe, config.batch_size), np.float32)
+        active = np.zeros((len(rows), chunk, spe), bool)
+        for i, r in enumerate(rows[:real]):
+            for j in range(n_epochs):
+                indices[i, j], weights[i, j] = self.train_data.epoch_indices(
+                    config.batch_size, seed=data_seeds[r], epoch=epoch + j, drop_remainder=config.drop_remainder
                 )
-                active[r] = np.arange(epoch * spe, (epoch + 1) * spe) >= start
-        began = time.perf_counter()
-        carry, sums, eval_sums = self._epoch(carry, indices, weights, active, self.arrays)
-        sums, eval_sums = jax.device_get((sums, eval_sums))
-        seconds = time.perf_counter() - began
-        return carry, [_unstack(sums, r) for r in range(n)], [_unstack(eval_sums, r) for r in range(n)], [seconds] * n
+            active[i, :n_epochs] = True
+            active[i, 0] = np.arange(epoch * spe, (epoch + 1) * spe) >= starts[r]
+        return indices, weights, active
+
+    def epochs(self, carry, epoch, n_epochs, starts, data_seeds, *, evaluated, stopping, rewind_step, capture):
+        """Up to ``n_epochs`` epochs from ``epoch`` of the replicas whose ``starts`` is a step.
+
+        ``stopping``: ``(best_losses, counters, patience)`` of every replica. Returns
+        ``(carry, [(train_sums, eval_sums) per epoch], seconds per epoch)``, each sums
+        list with one entry per replica (None where a replica did not run that epoch:
+        a replica that does not run, or one of a device whose chunk ended earlier).
+        """
+        total, chunk = len(starts), self.max_epochs
+        if not 1 <= n_epochs <= chunk:
+            raise ValueError(f"n_epochs={n_epochs} is outside [1, {chunk}]")
+        running = [r for r, s in enumerate(starts) if s is not None]
+        best, counters, patience = stopping
+        flags = np.array(list(evaluated) + [False] * (chunk - len(evaluated)), bool)
+        began, launched = time.perf_counter(), []
+        groups = _groups(running, total, len(self.devices))
+        whole = len(groups) == 1 and _bucket(len(running), total) == total and running == list(range(total))
+        host = None if whole else self._to_host(carry)
+        for device, group in zip(self.devices, groups):
+            rows = group + [group[0]] * (_bucket(len(group), total) - len(group))  # padding: frozen copies
+            program, mesh = self._program(device)
+            part = carry if whole else jax.tree.map(lambda a: a[np.asarray(rows)], host)
+            indices, weights, active = self._inputs(rows, len(group), epoch, n_epochs, starts, data_seeds)
+            plan = {
+                "n": np.int32(n_epochs), "evaluated": flags, "patience": np.int32(-1 if patience is None else patience),
+                "best": np.array([best[r] for r in rows], np.float32), "counter": np.array([counters[r] for r in rows], np.int32),
+                "left": np.int32(self.config.epochs - epoch),
+            }
+            inputs = jax.device_put((part, indices, weights, active), NamedSharding(mesh, PartitionSpec("replica")))
+            launched.append((group, rows, active, program(*inputs, self._arrays(device, mesh), plan)))
+        results = jax.device_get([out for *_, out in launched])
+        if not whole:
+            full = jax.tree.map(np.array, host)
+        out = [([None] * total, [None] * total) for _ in range(max(int(ran) for _, ran, _ in results))]
+        for (group, rows, active, result), (states, ran, (train_out, eval_out)) in zip(launched, results):
+            ran = int(ran)
+            if whole:
+                carry = result[0]
+            else:
+                for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(states)):
+                    a[np.asarray(group)] = b[: len(group)]
+            executed = active[:, :ran].sum(axis=(1, 2))
+            self.executed_steps[group] += executed[: len(group)]
+            self.padding_steps += (len(rows) - len(group)) * int(executed.max(initial=0))
+            for j in range(ran):
+                for i, r in enumerate(group):
+                    out[j][0][r] = _unstack(_unstack(train_out, j), i)
+                    out[j][1][r] = _unstack(_unstack(eval_out, j), i) if evaluated[j] else None
+        seconds = (time.perf_counter() - began) / max(len(out), 1)
+        return (carry if whole else full), out, [seconds] * total

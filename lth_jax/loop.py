@@ -19,11 +19,10 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lth_jax.executors import DataParallelEpochs
-from lth_jax.train import TrainConfig, TrainState, averages
+from lth_jax.train import TrainConfig, TrainState, averages, early_stopping_update  # noqa: F401 (re-exported)
 
 __all__ = [
     "Replica", "RewindState", "FitProgress", "FitResult", "fit_replicas", "fit", "level_record", "format_level",
@@ -31,14 +30,6 @@ __all__ = [
 ]
 
 Hook = Callable[[TrainState, dict], None]
-
-
-def early_stopping_update(best, counter, loss, patience):
-    """One epoch of the thesis rule: ``(best, counter, stop)``; works on floats and arrays."""
-    improved = loss < best
-    best = jnp.where(improved, loss, best)
-    counter = jnp.where(improved, 0, counter + 1)
-    return best, counter, counter >= patience
 
 
 @dataclasses.dataclass
@@ -127,11 +118,13 @@ def close_epoch(
         record.update(eval_metrics)
         record["evaluated"] = True
         if config.early_stopping_patience is not None:
-            best, counter, stop = early_stopping_update(
-                progress.best_loss, progress.patience_counter, record[f"{eval_name}_loss"], config.early_stopping_patience
-            )
-            progress.best_loss, progress.patience_counter = float(best), int(counter)
-            progress.stopped_early = bool(stop) and record["step"] < total_steps
+            # early_stopping_update on the host's floats (float32 values: the same result, without device calls)
+            loss = record[f"{eval_name}_loss"]
+            if loss < progress.best_loss:
+                progress.best_loss, progress.patience_counter = float(loss), 0
+            else:
+                progress.patience_counter += 1
+            progress.stopped_early = progress.patience_counter >= config.early_stopping_patience and record["step"] < total_steps
     progress.history.append(record)
 
 
@@ -223,6 +216,23 @@ def _check_schedule(steps: list[int], total: int, rewind_step: int | None) -> No
         raise ValueError(f"rewind_step={rewind_step} is outside the schedule [0, {total}]")
 
 
+def _chunk_epochs(executor, config: TrainConfig, epoch: int, rewind_step: int | None, later: list[int], hooks: bool) -> int:
+    """How many epochs from ``epoch`` the executor runs before the loop needs a state:
+    up to the executor's chunk, the rewind step, the next checkpoint epoch, the epoch
+    of a replica that waits there (resumed further), one epoch when there are hooks."""
+    n = min(getattr(executor, "max_epochs", 1), config.epochs - epoch)
+    spe = executor.steps_per_epoch
+    if hooks:
+        n = 1
+    if rewind_step is not None and rewind_step > epoch * spe:
+        n = min(n, max(1, rewind_step // spe - epoch))
+    if config.checkpoint_every_epochs:
+        n = min(n, config.checkpoint_every_epochs - epoch % config.checkpoint_every_epochs)
+    if later:
+        n = min(n, min(later) - epoch)
+    return max(n, 1)
+
+
 def fit_replicas(
     replicas: Sequence[Replica],
     executor,
@@ -264,33 +274,43 @@ def fit_replicas(
             break
         epoch = min(steps[r] // spe for r in range(n) if running[r])
         starts = [steps[r] if running[r] and steps[r] // spe == epoch else None for r in range(n)]
-        evaluated = is_eval_epoch(config, epoch + 1, (epoch + 1) * spe, total)
-        carry, train_sums, eval_sums, seconds = executor.epoch(
-            carry, epoch, starts, [r.data_seed for r in replicas], evaluated=evaluated,
-            rewind_step=rewind_step, capture=capture,
+        later = [steps[r] // spe for r in range(n) if running[r] and starts[r] is None]
+        n_epochs = _chunk_epochs(executor, config, epoch, rewind_step, later, any(replicas[r].hooks for r in range(n) if starts[r] is not None))
+        stopping = ([p.best_loss for p in progresses], [p.patience_counter for p in progresses], config.early_stopping_patience)
+        carry, chunk, seconds = executor.epochs(
+            carry, epoch, n_epochs, starts, [r.data_seed for r in replicas],
+            evaluated=[is_eval_epoch(config, e + 1, (e + 1) * spe, total) for e in range(epoch, epoch + n_epochs)],
+            stopping=stopping, rewind_step=rewind_step, capture=capture,
         )
-        due = clock.due(epoch + 1)
-        for r in (r for r in range(n) if starts[r] is not None):
-            steps[r] = (epoch + 1) * spe
-            record = train_record(epoch + 1, steps[r], train_sums[r], seconds[r])
-            eval_metrics = averages(eval_sums[r], eval_name) if evaluated else None
-            close_epoch(progresses[r], record, config, eval_metrics=eval_metrics, eval_name=eval_name, total_steps=total)
-            if wants_log(config, epoch + 1, steps[r], total):
-                log_fn(format_record(record, replicas[r].log_prefix))
-            for callback in replicas[r].on_epoch:
-                callback(record)
-            wants_checkpoint = due and replicas[r].checkpoint is not None and steps[r] < total and not progresses[r].stopped_early
-            at_rewind = rewind_step is not None and steps[r] == rewind_step
-            if not (at_rewind or wants_checkpoint or replicas[r].hooks):
-                continue
-            state = executor.state(carry, r)
-            if at_rewind:
-                capture(r, state)
-            if wants_checkpoint:
-                replicas[r].checkpoint(state, progresses[r])
-            for hook in replicas[r].hooks:
-                hook(state, record)
-        if due:
+        ran = [sum(train[r] is not None for train, _ in chunk) for r in range(n)]  # epochs each replica ran
+        due = [clock.due(epoch + ran[r]) if ran[r] else False for r in range(n)]
+        for j, (train_sums, eval_sums) in enumerate(chunk):
+            for r in (r for r in range(n) if train_sums[r] is not None):
+                if progresses[r].stopped_early:  # the executor runs a chunk only up to the first stop
+                    raise RuntimeError(f"replica {r} trained past its early stop in epoch {epoch + j}")
+                last = j == ran[r] - 1
+                steps[r] = (epoch + j + 1) * spe
+                record = train_record(epoch + j + 1, steps[r], train_sums[r], seconds[r])
+                eval_metrics = averages(eval_sums[r], eval_name) if eval_sums[r] is not None else None
+                close_epoch(progresses[r], record, config, eval_metrics=eval_metrics, eval_name=eval_name, total_steps=total)
+                if wants_log(config, epoch + j + 1, steps[r], total):
+                    log_fn(format_record(record, replicas[r].log_prefix))
+                for callback in replicas[r].on_epoch:
+                    callback(record)
+                wants_checkpoint = last and due[r] and replicas[r].checkpoint is not None and steps[r] < total and not progresses[r].stopped_early
+                at_rewind = rewind_step is not None and steps[r] == rewind_step
+                if not (at_rewind or wants_checkpoint or replicas[r].hooks):
+                    continue
+                if not last:
+                    raise RuntimeError(f"epoch {epoch + j + 1} needs replica {r}'s state inside a chunk")
+                state = executor.state(carry, r)
+                if at_rewind:
+                    capture(r, state)
+                if wants_checkpoint:
+                    replicas[r].checkpoint(state, progresses[r])
+                for hook in replicas[r].hooks:
+                    hook(state, record)
+        if any(due):
             clock.mark()
     return [FitResult(executor.state(carry, r), progresses[r], rewinds[r]) for r in range(n)]
 

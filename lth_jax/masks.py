@@ -153,12 +153,15 @@ def init_mask(params: Any, prunable: Prunable | None = None) -> Any:
     accepted so that every mask function takes the same arguments.
     """
     _rule(prunable)
-    return jax.tree.map(lambda x: jnp.ones(jnp.shape(x), dtype=bool), params)
+    return jax.tree.map(lambda x: np.ones(np.shape(x), dtype=bool), params)  # host arrays: nothing to compile
 
 
 def apply_mask(params: Any, mask: Any) -> Any:
-    """``params ⊙ mask``: pruned positions become exactly zero (works inside jit)."""
+    """``params ⊙ mask``: pruned positions become exactly zero (works inside jit;
+    host arrays in, host arrays out)."""
     check_mask(params, mask)
+    if all(isinstance(x, np.ndarray) for x in jax.tree.leaves((params, mask))):
+        return jax.tree.map(lambda p, m: np.where(m, p, np.zeros((), p.dtype)), params, mask)
     return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros((), jnp.result_type(p))), params, mask)
 
 
@@ -290,7 +293,7 @@ def global_magnitude_prune(
     for i, m in zip(pool, flat_masks):
         chosen = selected[offset : offset + m.size]
         offset += m.size
-        new_leaves[i] = jnp.asarray((m & ~chosen).reshape(np.shape(m_leaves[i])))
+        new_leaves[i] = (m & ~chosen).reshape(np.shape(m_leaves[i]))
     return jax.tree.unflatten(treedef, new_leaves)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from etils import epath
 from ml_collections import config_dict
 
-from lth_jax import objectives, plots
+from lth_jax import objectives, parallel, plots
 from lth_jax.data.tasks import load_task_data
 from lth_jax.errors import UserError
 from lth_jax.imp import check_imp, run_imp_seeds
@@ -300,7 +300,8 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
                 "train": setup.train.to_dict(), "environment": environment()}
     write_json(workdir / "config.json", settings)
 
-    test_eval = make_eval_step(args[0], setup.objective) if config.validation_split else None
+    one_device = parallel.data_mesh(jax.local_devices()[:1])  # the replicas may spread over the devices; this is one model
+    test_eval = make_eval_step(args[0], setup.objective, mesh=one_device) if config.validation_split else None
     reports: dict[tuple[int, int], StructureReport] = {}
     rows: list[dict] = []
     log_fn(f"{config.dataset}: MLP {setup.shape}, {len(trajectory)} levels, seeds {list(config.seeds)}, {setup.coverage} coverage")
@@ -348,7 +349,7 @@ def _test_metrics(record, result, test_eval, data, eval_name) -> dict:
         step=np.int32(0), params=result.trained_params, batch_stats=result.trained_batch_stats,
         opt_state=None, mask=result.mask, rng=jax.random.PRNGKey(0),
     )
-    test = evaluate(state, test_eval, data.test, min(len(data.test), 1000))
+    test = evaluate(state, test_eval, data.test, min(len(data.test), 1000), parallel.data_mesh(jax.local_devices()[:1]))
     return {
         "accuracy": list(test["test_accuracy"]),
         "test_loss": test["test_loss"],

@@ -26,7 +26,7 @@ import optax
 
 from lth_jax import parallel
 from lth_jax.errors import UserError
-from lth_jax.masks import apply_mask, check_mask, init_mask
+from lth_jax.masks import apply_mask, check_mask
 from lth_jax.objectives import Objective
 from lth_jax.optim import OptimizerRecipe
 
@@ -45,6 +45,7 @@ __all__ = [
     "rewind_step",
     "sum_trees",
     "averages",
+    "early_stopping_update",
 ]
 
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
@@ -94,6 +95,22 @@ def init_variables(model, key: jax.Array, example_x) -> tuple[Any, Any]:
     return variables["params"], variables.get("batch_stats", {})
 
 
+def memoize(fn):
+    """``fn`` with its results cached for hashable arguments (built programs: equal
+    arguments give the same jitted function, compiled once per process)."""
+    cached = functools.lru_cache(maxsize=64)(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            hash((args, tuple(sorted(kwargs.items()))))
+        except TypeError:  # e.g. a model with a list attribute
+            return fn(*args, **kwargs)
+        return cached(*args, **kwargs)
+
+    return call
+
+
 def create_train_state(
     params: Any,
     tx: optax.GradientTransformation,
@@ -108,17 +125,23 @@ def create_train_state(
     The state owns its arrays (inputs are copied), so a step that donates it
     never deletes the caller's mask, batch statistics or key.
     """
-    mask = init_mask(params) if mask is None else mask
+    mask = jax.tree.map(lambda p: np.ones(np.shape(p), bool), params) if mask is None else mask
     check_mask(params, mask)
-    params = apply_mask(params, mask)
-    return TrainState(
-        step=jnp.asarray(step, jnp.int32),
-        params=params,
-        batch_stats=jax.tree.map(jnp.array, {} if batch_stats is None else batch_stats),
-        opt_state=tx.init(params),
-        mask=jax.tree.map(lambda m: jnp.array(m, dtype=bool), mask),
-        rng=jnp.array(jax.random.PRNGKey(0) if rng is None else rng),
-    )
+    rng = np.asarray(jax.random.key_data(jax.random.PRNGKey(0)) if rng is None else rng)
+    return _state_builder(tx)(params, mask, {} if batch_stats is None else batch_stats, rng, np.int32(step))
+
+
+@memoize
+def _state_builder(tx):
+    """The train state built by one program per optimizer (compiled once per
+    parameter structure, not once per leaf shape as eager operations are)."""
+
+    def build(params, mask, batch_stats, rng, step):
+        mask = jax.tree.map(lambda m: m.astype(bool), mask)
+        params = apply_mask(params, mask)
+        return TrainState(step=step, params=params, batch_stats=batch_stats, opt_state=tx.init(params), mask=mask, rng=rng)
+
+    return jax.jit(build)
 
 
 def model_apply(model, params, batch_stats, x, *, train: bool, rng: jax.Array):
@@ -199,20 +222,14 @@ def eval_step(state: TrainState, batch: dict, *, model, objective: Objective, pr
     return _weighted_sums(objective, logits, batch["y"], _weight(batch), objective.loss(logits, batch["y"]))
 
 
-def memoize(fn):
-    """``fn`` with its results cached for hashable arguments (built programs: equal
-    arguments give the same jitted function, compiled once per process)."""
-    cached = functools.lru_cache(maxsize=64)(fn)
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            hash((args, tuple(sorted(kwargs.items()))))
-        except TypeError:  # e.g. a model with a list attribute
-            return fn(*args, **kwargs)
-        return cached(*args, **kwargs)
-
-    return call
+def early_stopping_update(best, counter, loss, patience):
+    """One evaluated epoch of the thesis's early-stopping rule: ``(best, counter, stop)``
+    (stop once the loss has not improved on its best for ``patience`` evaluations);
+    works on floats and arrays, on the host and in a compiled program."""
+    improved = loss < best
+    best = jnp.where(improved, loss, best)
+    counter = jnp.where(improved, 0, counter + 1)
+    return best, counter, counter >= patience
 
 
 @memoize
@@ -360,5 +377,5 @@ def evaluate(state: TrainState, eval_step_fn, data, batch_size: int, mesh=None, 
     ``sums_only``: the weighted sums and ``count`` instead."""
     mesh = parallel.data_mesh() if mesh is None else mesh
     parallel.check_batch_size(batch_size, mesh)
-    sums = sum_trees([eval_step_fn(state, parallel.put_batch(b, mesh)) for b in data.batches(batch_size, **parallel.shard_kwargs())])
+    sums = sum_trees([eval_step_fn(state, parallel.feed_batch(b, mesh)) for b in data.batches(batch_size, **parallel.shard_kwargs())])
     return sums if sums_only else averages(sums, prefix)

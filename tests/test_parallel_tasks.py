@@ -50,6 +50,30 @@ def test_moons_circles_data_as_the_thesis_builds_it():
     np.testing.assert_array_equal(data.test.y, y_test)
 
 
+@pytest.mark.parametrize("n", [2000, 7, 1])
+def test_numpy_generators_draw_as_scikit_learn_does(n):
+    from sklearn.datasets import make_circles, make_moons
+    from sklearn.model_selection import train_test_split
+
+    from lth_jax.data import synthetic
+
+    ours, theirs = np.random.RandomState(5), np.random.RandomState(5)
+    expected = make_circles(n_samples=n, noise=0.2, factor=0.5, random_state=theirs) + make_moons(n_samples=n, noise=0.2, random_state=theirs)
+    got = synthetic.make_circles(n, 0.2, 0.5, ours) + synthetic.make_moons(n, 0.2, ours)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    if n > 1:
+        x, y = expected[0], expected[1]
+        for a, b in zip(synthetic.split_half(x, y), train_test_split(x, y, test_size=0.5, random_state=42)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_thesis_data_does_not_import_scikit_learn():
+    code = "import sys; from lth_jax.data.synthetic import moons_circles; moons_circles(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_dense_network_reaches_97_percent_on_each_task():
     data = moons_circles()
     model = MLP((4, 32, 32, 2))
@@ -198,3 +222,10 @@ def test_sweeps_and_their_report(tmp_path):
     assert [(r["x"], r["y"]) for r in e4] == [(1, 31), (2, 31)]
     config = json.loads((tmp_path / "e4" / "w31_L02" / "config.json").read_text())
     assert config["trajectory"][-1] == 112 and len(config["trajectory"]) == 3
+
+
+def test_a_validation_split_early_stops_on_held_out_data_and_reports_the_test_set(tmp_path):
+    run_parallel_tasks(dataclasses.replace(small_config(), validation_split=0.2), tmp_path, log_fn=lambda line: None)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all({"val_loss", "val_accuracy", "test_loss", "accuracy"} <= set(row) for row in rows)
+    assert all(row["val_loss"] != row["test_loss"] and len(row["accuracy"]) == 2 for row in rows)

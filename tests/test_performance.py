@@ -1,0 +1,174 @@
+"""What makes runs fast, checked by what is executed (never by timing): few compiled
+programs, no steps for replicas that stopped, replicas spread over the devices
+with the numbers of one device, a fast start."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from conftest import run_python
+
+from lth_jax import objectives
+from lth_jax.data.synthetic import moons_circles
+from lth_jax.executors import VmappedEpochs, _bucket, _groups
+from lth_jax.loop import Replica, fit_replicas
+from lth_jax.models import MLP
+from lth_jax.optim import OptimizerRecipe, make_optimizer
+from lth_jax.train import TrainConfig, create_train_state, init_variables
+
+# Programs compiled by a 10-level thesis run (1 seed): initialization, the train
+# state, the epochs program, the random keys, the schedule; not one per leaf shape.
+COMPILATION_BOUND = 12
+
+
+def test_a_ten_level_thesis_run_compiles_a_handful_of_programs():
+    out = run_python(
+        """
+        import json, tempfile, jax
+        programs = []
+        def listen(name, duration, **kwargs):
+            if name == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+                programs.append(name)
+        jax.monitoring.register_event_duration_secs_listener(listen)
+        from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
+        config = ThesisConfig(epochs=3, patience=None, stop_on_degradation=False, seeds=(0,))
+        run_parallel_tasks(config, tempfile.mkdtemp(), log_fn=lambda line: None)
+        print(json.dumps({"programs": len(programs)}))
+        """
+    ).stdout
+    counted = json.loads(out.strip().splitlines()[-1])
+    assert 3 <= counted["programs"] <= COMPILATION_BOUND, counted
+
+
+def _replicas(seeds, patience, epochs=40):
+    data = moons_circles()
+    model = MLP((4, 16, 16, 2))
+    config = TrainConfig(epochs=epochs, batch_size=200, optimizer=OptimizerRecipe(name="adam", learning_rate=3e-2),
+                         early_stopping_patience=patience, log_every_epochs=0)
+    spe = data.train.steps_per_epoch(config.batch_size)
+    tx = make_optimizer(config.optimizer, spe, epochs * spe)
+    objective = objectives.sigmoid_tasks(2)
+    replicas = [Replica(create_train_state(init_variables(model, jax.random.PRNGKey(s), data.train.x[:1])[0], tx), (0, s)) for s in seeds]
+    return model, tx, objective, data, config, replicas, spe
+
+
+def test_replicas_that_stopped_are_not_trained_further():
+    model, tx, objective, data, config, replicas, spe = _replicas(range(4), patience=3)
+    executor = VmappedEpochs(model, tx, objective, data.train, data.test, config, chunk_epochs=8)
+    results = fit_replicas(replicas, executor, config, log_fn=lambda line: None)
+    steps = [int(r.state.step) for r in results]
+    assert any(r.progress.stopped_early for r in results) and len(set(steps)) > 1, steps  # the seeds stop apart
+    # every replica was trained for exactly its own steps: none after its stop
+    np.testing.assert_array_equal(executor.executed_steps, steps)
+    assert executor.padding_steps <= sum(max(steps) - s for s in steps)
+
+
+def test_chunked_epochs_give_the_records_of_one_epoch_per_call():
+    model, tx, objective, data, config, replicas, _ = _replicas(range(2), patience=3)
+    long = fit_replicas(replicas, VmappedEpochs(model, tx, objective, data.train, data.test, config, chunk_epochs=16), config, log_fn=lambda line: None)
+    model, tx, objective, data, config, replicas, _ = _replicas(range(2), patience=3)
+    short = fit_replicas(replicas, VmappedEpochs(model, tx, objective, data.train, data.test, config, chunk_epochs=1), config, log_fn=lambda line: None)
+    for a, b in zip(long, short):
+        assert [{k: v for k, v in r.items() if k != "examples_per_second"} for r in a.history] == \
+               [{k: v for k, v in r.items() if k != "examples_per_second"} for r in b.history]
+        for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("running,total,expected", [(4, 4, [[0, 1, 2, 3]]), (1, 1, [[0]]), (3, 8, [[0, 1, 2]])])
+def test_groups_keep_two_rows_per_device(running, total, expected):
+    assert _groups(list(range(running)), total, devices=1) == expected
+    assert all(_bucket(len(g), total) >= min(2, total) for g in expected)
+
+
+def test_groups_over_two_devices():
+    assert _groups([0, 1, 2, 3], 4, devices=2) == [[0, 1], [2, 3]]
+    assert _groups([0, 1, 2], 4, devices=2) == [[0, 1, 2]]  # a device of one row would round differently
+    assert _bucket(3, 4) == 4 and _bucket(1, 4) == 2 and _bucket(5, 8) == 8
+
+
+def test_seeds_spread_over_two_cpu_devices_give_the_masks_of_one_device():
+    code = """
+        import json, hashlib, jax, numpy as np
+        from lth_jax import objectives
+        from lth_jax.data.synthetic import moons_circles
+        from lth_jax.imp import PruningPlan, run_imp_seeds
+        from lth_jax.models import MLP
+        from lth_jax.optim import OptimizerRecipe
+        from lth_jax.train import TrainConfig
+        data = moons_circles()
+        config = TrainConfig(epochs=6, batch_size=100, optimizer=OptimizerRecipe(name="adam", learning_rate=1e-2),
+                             early_stopping_patience=2, log_every_epochs=0)
+        results = run_imp_seeds(MLP((4, 24, 24, 2)), objectives.sigmoid_tasks(2), data.train, data.test, config,
+                                PruningPlan(rate=0.5, levels=3), seeds=[0, 1, 2, 3], log_fn=lambda line: None)
+        digest = hashlib.sha256()
+        for result in results:
+            for ticket in result.tickets:
+                for leaf in jax.tree.leaves(ticket.mask):
+                    digest.update(np.packbits(np.asarray(leaf)).tobytes())
+            digest.update(json.dumps([r["test_loss"] for r in result.records]).encode())
+        print(len(jax.devices()), digest.hexdigest())
+    """
+    one = run_python(code, devices=1).stdout.split()[-2:]
+    two = run_python(code, devices=2).stdout.split()[-2:]
+    assert one[0] == "1" and two[0] == "2"
+    assert one[1] == two[1]
+
+
+def test_cpu_devices_per_core_sets_the_count_before_jax_starts():
+    out = run_python(
+        """
+        import os
+        os.environ.pop("XLA_FLAGS", None)
+        os.environ["LTH_JAX_CPU_DEVICES"] = "3"
+        from lth_jax import parallel
+        print(parallel.cpu_devices_per_core())
+        import jax
+        print(len(jax.devices()))
+        print(parallel.cpu_devices_per_core(5))  # the backends run: nothing changes
+        """
+    ).stdout.split()
+    assert out == ["3", "3", "None"]
+    bad = run_python(
+        """
+        import os
+        os.environ.pop("XLA_FLAGS", None)
+        os.environ["LTH_JAX_CPU_DEVICES"] = "two"
+        from lth_jax import parallel
+        try:
+            parallel.cpu_devices_per_core()
+        except Exception as e:
+            print(type(e).__name__, e)
+        """
+    ).stdout
+    assert "UserError LTH_JAX_CPU_DEVICES='two' is not a positive integer" in bad
+
+
+def test_the_thesis_run_imports_neither_scikit_learn_nor_tfds():
+    out = run_python(
+        """
+        import sys, tempfile
+        from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
+        run_parallel_tasks(ThesisConfig(epochs=2, patience=None, seeds=(0,), extension_level=2), tempfile.mkdtemp(), log_fn=lambda line: None)
+        print(sorted(m for m in ("sklearn", "tensorflow_datasets", "tensorflow") if m in sys.modules))
+        """
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_scripts_keep_the_compilation_cache_by_default(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO, script_env
+
+    env = {k: v for k, v in script_env(XDG_CACHE_HOME=str(tmp_path / "cache")).items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    command = [sys.executable, "-m", "experiments.parallel_tasks", f"--workdir={tmp_path / 'run'}", "--config.extension_level=1",
+               "--config.seeds=0", "--config.epochs=2", "--config.patience=0"]
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    cached = list((tmp_path / "cache" / "lth_jax" / "xla").iterdir())
+    assert len(cached) >= 2  # the epochs program and the train state at least
+    off = subprocess.run(command[:3] + [f"--workdir={tmp_path / 'run2'}"] + command[4:], cwd=REPO,
+                         env={**env, "JAX_COMPILATION_CACHE_DIR": "", "XDG_CACHE_HOME": str(tmp_path / "none")}, capture_output=True, timeout=300)
+    assert off.returncode == 0 and not (tmp_path / "none" / "lth_jax").exists()
