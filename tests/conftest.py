@@ -57,3 +57,25 @@ def run_python(code: str, *, devices: int = 1, timeout: int = 300, cwd=None, che
 @pytest.fixture
 def python_runner():
     return run_python
+
+
+# The longest tests start first, so that the workers finish together instead of one
+# running a two-minute test alone at the end (pytest-xdist hands tests out in order).
+LONGEST_FIRST = (
+    "test_regression.py",
+    "test_crash.py",
+    "test_multihost.py",
+    "test_install.py",
+    "test_transfer.py::test_script_bad_input_is_one_line_and_loses_nothing",
+    "test_parallel_tasks.py::test_sweeps_and_their_report",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        for i, name in enumerate(LONGEST_FIRST):
+            if name in item.nodeid:
+                return i
+        return len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the others keep their order

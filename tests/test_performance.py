@@ -98,10 +98,10 @@ def test_seeds_spread_over_two_cpu_devices_give_the_masks_of_one_device():
         from lth_jax.optim import OptimizerRecipe
         from lth_jax.train import TrainConfig
         data = moons_circles()
-        config = TrainConfig(epochs=6, batch_size=100, optimizer=OptimizerRecipe(name="adam", learning_rate=1e-2),
+        config = TrainConfig(epochs=5, batch_size=100, optimizer=OptimizerRecipe(name="adam", learning_rate=1e-2),
                              early_stopping_patience=2, log_every_epochs=0)
         results = run_imp_seeds(MLP((4, 24, 24, 2)), objectives.sigmoid_tasks(2), data.train, data.test, config,
-                                PruningPlan(rate=0.5, levels=3), seeds=[0, 1, 2, 3], log_fn=lambda line: None)
+                                PruningPlan(rate=0.5, levels=2), seeds=[0, 1, 2, 3], log_fn=lambda line: None)
         digest = hashlib.sha256()
         for result in results:
             for ticket in result.tickets:
@@ -169,6 +169,7 @@ def test_scripts_keep_the_compilation_cache_by_default(tmp_path):
     subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
     cached = list((tmp_path / "cache" / "lth_jax" / "xla").iterdir())
     assert len(cached) >= 2  # the epochs program and the train state at least
-    off = subprocess.run(command[:3] + [f"--workdir={tmp_path / 'run2'}"] + command[4:], cwd=REPO,
-                         env={**env, "JAX_COMPILATION_CACHE_DIR": "", "XDG_CACHE_HOME": str(tmp_path / "none")}, capture_output=True, timeout=300)
-    assert off.returncode == 0 and not (tmp_path / "none" / "lth_jax").exists()
+    show = "from experiments import cli; cli.compilation_cache(); import jax; print(repr(jax.config.jax_compilation_cache_dir))"
+    off = subprocess.run([sys.executable, "-c", show], cwd=REPO, env={**env, "JAX_COMPILATION_CACHE_DIR": ""},
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert off.stdout.strip() in ("''", "None")
