@@ -61,7 +61,8 @@ def main():
     if check.returncode != 0:
         raise SystemExit(f"{args.torch_python} cannot import torch: pass --torch_python (pip install torch==2.13.0)")
     torch_command = [args.torch_python, os.path.join(ROOT, "benchmarks", "torch_thesis_job.py"), f"--epochs={args.epochs}"]
-    common = {"bench": "thesis_job", "epochs_per_level": args.epochs, "levels": 10, **machine()}
+    # machine() describes this process; the script gives itself one CPU device per core
+    common = {"bench": "thesis_job", "epochs_per_level": args.epochs, "levels": 10, **machine(), "script_cpu_devices": len(os.sched_getaffinity(0))}
     with tempfile.TemporaryDirectory() as tmp:
         timed(lth_jax_command(os.path.join(tmp, "warmup"), 1, 2))  # fills the compilation cache
         for seeds in args.seeds:
