@@ -27,7 +27,6 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from lth_jax import parallel
 from lth_jax.errors import UserError
@@ -185,9 +184,13 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
                 return jax.lax.map(lambda state: eval_one(state, *data), states)
         else:
             evaluate_all = jax.vmap(eval_one, in_axes=(0, None, None, None))
-        eval_shapes = jax.eval_shape(evaluate_all, states, *arrays[2:])
-        train_shapes = jax.eval_shape(one_epoch, states, indices[:, 0], weights[:, 0], active[:, 0], arrays)[1]
-        outputs = jax.tree.map(lambda a: jnp.zeros((indices.shape[1],) + a.shape, a.dtype), (train_shapes, eval_shapes))
+        # Train and eval sums are both metric sums of a batch (train_step's and eval_step's): their
+        # shapes come from one replica's eval step, traced alone (tracing an epoch costs far more).
+        rows = indices.shape[0]
+        sums = jax.eval_shape(lambda state, x, y, w: evaluate_one(jax.tree.map(lambda a: a[0], state), {"x": x, "y": y, "weight": w}),
+                              states, *(a[0] for a in arrays[2:]))
+        eval_shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct((rows,) + a.shape, a.dtype), sums)
+        outputs = jax.tree.map(lambda a: jnp.zeros((indices.shape[1],) + a.shape, a.dtype), (eval_shapes, eval_shapes))
 
         def cond(carry):
             j, _, _, _, _, stop = carry
@@ -196,6 +199,8 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
         def body(carry):
             j, states, outputs, best, counter, _ = carry
             states, train_sums = one_epoch(states, indices[:, j], weights[:, j], active[:, j], arrays)
+            if jax.tree.map(lambda a: (a.shape, a.dtype), train_sums) != jax.tree.map(lambda a: (a.shape, a.dtype), eval_shapes):
+                raise AssertionError("the train step's metric sums are not shaped like the eval step's")
             evaluated = plan["evaluated"][j]
             eval_sums = jax.lax.cond(
                 evaluated, lambda s: evaluate_all(s, *arrays[2:]), lambda s: jax.tree.map(jnp.zeros_like, eval_shapes), states
@@ -206,7 +211,6 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
             update = active[:, j].any(axis=1) & evaluated & (plan["patience"] >= 0)
             best, counter = jnp.where(update, new_best, best), jnp.where(update, new_counter, counter)
             stop = jnp.any(update & stops & (j + 1 < plan["left"]))
-            stop = jax.lax.psum(stop.astype(jnp.int32), "replica") > 0  # every device runs the same epochs
             outputs = jax.tree.map(lambda o, v: o.at[j].set(v), outputs, (train_sums, eval_sums))
             return j + 1, states, outputs, best, counter, stop
 
@@ -218,18 +222,12 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
 
 
 @memoize
-def _device_program(model, tx, objective, preprocess, mask_forward: bool, device):
-    """:func:`_vmapped_epochs` jitted for one device. Replicas are split over the devices
-    by running one such program per device (a partitioned program would round
-    differently from one device; these give the same numbers)."""
-    mesh = jax.make_mesh((1,), ("replica",), axis_types=(jax.sharding.AxisType.Auto,), devices=[device])
-    rows, same = PartitionSpec("replica"), PartitionSpec()
-    plan = {"n": same, "evaluated": same, "best": rows, "counter": rows, "patience": same, "left": same}
-    program = jax.shard_map(
-        _vmapped_epochs(model, tx, objective, preprocess, mask_forward), mesh=mesh,
-        in_specs=(rows, rows, rows, rows, same, plan), out_specs=(rows, same, PartitionSpec(None, "replica")), check_vma=False,
-    )
-    return jax.jit(program, donate_argnums=(0,)), mesh
+def _epochs_program(model, tx, objective, preprocess, mask_forward: bool):
+    """:func:`_vmapped_epochs` jitted (traced once per row count, compiled per device).
+    Replicas are split over the devices by running this program on each device
+    with its rows (a partitioned program would round differently from one
+    device; this gives the same numbers on every device count)."""
+    return jax.jit(_vmapped_epochs(model, tx, objective, preprocess, mask_forward), donate_argnums=(0,))
 
 
 def _groups(running: list[int], total: int, devices: int) -> list[list[int]]:
@@ -250,7 +248,8 @@ class VmappedEpochs:
     """All replicas' epochs, evaluation and early stopping in one compiled program.
 
     The train step is ``jax.vmap``-ed over the replica axis and ``lax.scan``-ed
-    over the steps of an epoch; the epochs of a chunk (up to ``chunk_epochs``,
+    over the steps of an epoch; the epochs of a chunk (up to ``chunk_epochs``:
+    by default the whole schedule up to 128 epochs, fewer for large datasets,
     until a replica stops early) run in a ``lax.while_loop``; the datasets are
     placed on the devices once: the host is visited once per chunk, not once
     per epoch. The epoch orders are drawn on the host by the dataset's seeded
@@ -267,14 +266,19 @@ class VmappedEpochs:
     """
 
     def __init__(self, model, tx, objective, train_data, eval_data, config: TrainConfig, *, preprocess=None, mask_forward=False,
-                 eval_chunk: int = 10_000, chunk_epochs: int = 64):
+                 eval_chunk: int = 10_000, chunk_epochs: int | None = None):
         self.train_data, self.config = train_data, config
         self.steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
+        if chunk_epochs is None:  # a level in one call when it fits, the epoch orders of a chunk under ~32 MB per replica
+            per_epoch = self.steps_per_epoch * config.batch_size * 8
+            chunk_epochs = max(1, min(config.epochs, self.MAX_CHUNK_EPOCHS, self.CHUNK_BYTES // per_epoch))
         self.max_epochs = int(chunk_epochs)
         self.arrays = (np.asarray(train_data.x), np.asarray(train_data.y)) + _padded_chunks(eval_data, eval_chunk)
-        self._program = functools.partial(_device_program, model, tx, objective, preprocess, mask_forward)
+        self._program = _epochs_program(model, tx, objective, preprocess, mask_forward)
         self.devices = jax.local_devices() if jax.process_count() == 1 else jax.local_devices()[:1]
         self._placed: dict = {}
+        self._orders: dict = {}  # (data seed, epoch) -> the epoch's order: every level replays the same epochs
+        self._order_bytes = 0
         self._host = None
         self.executed_steps: np.ndarray | None = None
         self.padding_steps = 0
@@ -299,10 +303,25 @@ class VmappedEpochs:
         """Replica ``r``'s state, as host arrays (the carry is copied to the host once)."""
         return _unstack(self._to_host(carry), r)
 
-    def _arrays(self, device, mesh):
+    def _arrays(self, device):
         if device not in self._placed:
-            self._placed[device] = jax.device_put(self.arrays, NamedSharding(mesh, PartitionSpec()))
+            self._placed[device] = jax.device_put(self.arrays, device)
         return self._placed[device]
+
+    ORDER_CACHE_BYTES = 256 << 20
+    MAX_CHUNK_EPOCHS, CHUNK_BYTES = 128, 32 << 20
+
+    def _order(self, seed, epoch: int):
+        """The epoch order of ``seed`` (the dataset's rule), kept for the next levels while it fits."""
+        key = (tuple(np.ravel(seed).tolist()), epoch)
+        found = self._orders.get(key)
+        if found is None:
+            found = self.train_data.epoch_indices(self.config.batch_size, seed=seed, epoch=epoch, drop_remainder=self.config.drop_remainder)
+            size = found[0].nbytes + found[1].nbytes
+            if self._order_bytes + size <= self.ORDER_CACHE_BYTES:
+                self._orders[key] = found
+                self._order_bytes += size
+        return found
 
     def _inputs(self, rows, real: int, epoch, n_epochs, starts, data_seeds):
         config, spe, chunk = self.config, self.steps_per_epoch, self.max_epochs
@@ -311,9 +330,7 @@ class VmappedEpochs:
         active = np.zeros((len(rows), chunk, spe), bool)
         for i, r in enumerate(rows[:real]):
             for j in range(n_epochs):
-                indices[i, j], weights[i, j] = self.train_data.epoch_indices(
-                    config.batch_size, seed=data_seeds[r], epoch=epoch + j, drop_remainder=config.drop_remainder
-                )
+                indices[i, j], weights[i, j] = self._order(data_seeds[r], epoch + j)
             active[i, :n_epochs] = True
             active[i, 0] = np.arange(epoch * spe, (epoch + 1) * spe) >= starts[r]
         return indices, weights, active
@@ -338,7 +355,6 @@ class VmappedEpochs:
         host = None if whole else self._to_host(carry)
         for device, group in zip(self.devices, groups):
             rows = group + [group[0]] * (_bucket(len(group), total) - len(group))  # padding: frozen copies
-            program, mesh = self._program(device)
             part = carry if whole else jax.tree.map(lambda a: a[np.asarray(rows)], host)
             indices, weights, active = self._inputs(rows, len(group), epoch, n_epochs, starts, data_seeds)
             plan = {
@@ -346,8 +362,8 @@ class VmappedEpochs:
                 "best": np.array([best[r] for r in rows], np.float32), "counter": np.array([counters[r] for r in rows], np.int32),
                 "left": np.int32(self.config.epochs - epoch),
             }
-            inputs = jax.device_put((part, indices, weights, active), NamedSharding(mesh, PartitionSpec("replica")))
-            launched.append((group, rows, active, program(*inputs, self._arrays(device, mesh), plan)))
+            inputs = jax.device_put((part, indices, weights, active, plan), device)
+            launched.append((group, rows, active, self._program(*inputs[:4], self._arrays(device), inputs[4])))
         results = jax.device_get([out for *_, out in launched])
         if not whole:
             full = jax.tree.map(np.array, host)
@@ -362,9 +378,11 @@ class VmappedEpochs:
             executed = active[:, :ran].sum(axis=(1, 2))
             self.executed_steps[group] += executed[: len(group)]
             self.padding_steps += (len(rows) - len(group)) * int(executed.max(initial=0))
+            train_leaves, train_def = jax.tree.flatten(train_out)
+            eval_leaves, eval_def = jax.tree.flatten(eval_out)
             for j in range(ran):
                 for i, r in enumerate(group):
-                    out[j][0][r] = _unstack(_unstack(train_out, j), i)
-                    out[j][1][r] = _unstack(_unstack(eval_out, j), i) if evaluated[j] else None
+                    out[j][0][r] = train_def.unflatten([leaf[j, i] for leaf in train_leaves])
+                    out[j][1][r] = eval_def.unflatten([leaf[j, i] for leaf in eval_leaves]) if evaluated[j] else None
         seconds = (time.perf_counter() - began) / max(len(out), 1)
         return (carry if whole else full), out, [seconds] * total

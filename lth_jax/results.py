@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 from etils import epath
 
 __all__ = [
+    "write_bytes",
     "write_json",
     "read_json",
     "write_jsonl",
@@ -82,8 +83,8 @@ def _replace(tmp: epath.Path, path: epath.Path) -> None:
         tmp.rename(path)
 
 
-def _write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary beside ``path``, then rename it over ``path`` (process 0 only)."""
+def _write_atomic(path: str | os.PathLike, text: str | bytes) -> None:
+    """Write ``text`` (or bytes) to a temporary beside ``path``, then rename it over ``path`` (process 0 only)."""
     if not is_writer():
         return
     path = epath.Path(path)
@@ -91,17 +92,22 @@ def _write_atomic(path: str | os.PathLike, text: str) -> None:
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}"
     try:
         if _local(path):
-            with open(os.fspath(tmp), "w") as f:
+            with open(os.fspath(tmp), "wb" if isinstance(text, bytes) else "w") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
         else:
-            tmp.write_text(text)
+            tmp.write_bytes(text) if isinstance(text, bytes) else tmp.write_text(text)
         _replace(tmp, path)
     except Exception:  # a failed write leaves nothing behind; a killed one, a temporary that remove_temporaries clears
         if tmp.exists():
             tmp.unlink()
         raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path``, atomically."""
+    _write_atomic(path, data)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -188,11 +188,29 @@ def _backward(masks: list[np.ndarray], end: np.ndarray) -> list[np.ndarray]:
     return reach
 
 
+def _connected_labels(rows: np.ndarray, cols: np.ndarray, total: int) -> np.ndarray:
+    """A label per node, equal exactly for the nodes that the edges ``rows[i]-cols[i]``
+    connect: min-label hooking and pointer jumping in numpy (a few rounds; no
+    scipy import, which costs more than the analysis of a small network)."""
+    labels = np.arange(total)
+    while True:
+        lu, lv = labels[rows], labels[cols]
+        low = np.minimum(lu, lv)
+        hooked = labels.copy()
+        np.minimum.at(hooked, lu, low)  # every root takes the smallest root it is joined to
+        np.minimum.at(hooked, lv, low)
+        while True:  # every node points at its root
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, labels):
+            return labels
+        labels = hooked
+
+
 def _components(active: list[np.ndarray], sizes: list[int]) -> tuple[int, list[np.ndarray]]:
     """Connected components of the active edges; node labels per layer (-1: no active edge)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     offsets = np.cumsum([0] + sizes)
     rows, cols = [], []
     for layer, a in enumerate(active):
@@ -204,8 +222,7 @@ def _components(active: list[np.ndarray], sizes: list[int]) -> tuple[int, list[n
     incident = np.zeros(total, bool)
     incident[rows] = True
     incident[cols] = True
-    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(total, total))
-    _, labels = connected_components(graph, directed=False)
+    labels = _connected_labels(rows, cols, total)
     # Renumber the components that have active edges 0..K-1 in node order.
     ids = np.full(total, -1)
     order = {}

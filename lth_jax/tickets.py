@@ -3,7 +3,7 @@
 A ticket directory holds everything transfer needs::
 
     ticket/
-      arrays/       orbax: {'mask', 'params', 'batch_stats'}  (params = θ_k ⊙ m)
+      arrays.npz    {"mask", "params", "batch_stats"}  (params = θ_k ⊙ m)
       ticket.json   how the ticket was made (written last: the directory is complete)
 
 ``ticket.json`` records, besides the model, dataset, level, seed and rewind

@@ -1,13 +1,13 @@
 """Kill a run at any of its writes: the fault injection of the crash tests.
 
-Every durable change a run makes goes through four primitives: atomic JSON
-writes (``results._write_atomic``, committed by ``results._replace``), orbax tree
-writes (``checkpoint._save_arrays``), train-state checkpoints
-(``StateCheckpoints.save``) and deletions (``results.remove_tree``). :class:`Faults`
-wraps them and numbers the moments a kill can interrupt:
+Every durable change a run makes goes through three primitives: atomic file
+writes (``results._write_atomic``, committed by ``results._replace``: JSON files
+and the arrays of tree artifacts), train-state checkpoints
+(``StateCheckpoints.save``, orbax) and deletions (``results.remove_tree``).
+:class:`Faults` wraps them and numbers the moments a kill can interrupt:
 
 - just *before* a write or deletion (everything before it is committed);
-- in the *middle* of it: a JSON temporary written but not renamed; an orbax
+- in the *middle* of it: a temporary file written but not renamed; an orbax
   temporary directory (``*.orbax-checkpoint-tmp-*``) half written; a directory
   tree half deleted.
 
@@ -72,7 +72,7 @@ class Faults:
 
     def install(self, monkeypatch) -> "Faults":
         real_write, real_replace = results._write_atomic, results._replace
-        real_save_arrays, real_save_state = checkpoint._save_arrays, checkpoint.StateCheckpoints.save
+        real_save_state = checkpoint.StateCheckpoints.save
         real_remove = results.remove_tree
 
         def write_atomic(path, text):
@@ -82,11 +82,6 @@ class Faults:
         def replace(tmp, path):
             self.moment(f"while writing {path}")  # the temporary is there, not yet renamed
             real_replace(tmp, path)
-
-        def save_arrays(directory, tree):
-            self.moment(f"before saving {directory}")
-            self.moment(f"while saving {directory}", directory, _orbax_temporary)
-            real_save_arrays(directory, tree)
 
         def save_state(checkpoints, state, progress):
             step_dir = checkpoints.directory / str(int(state.step))
@@ -103,7 +98,6 @@ class Faults:
 
         monkeypatch.setattr(results, "_write_atomic", write_atomic)
         monkeypatch.setattr(results, "_replace", replace)
-        monkeypatch.setattr(checkpoint, "_save_arrays", save_arrays)
         monkeypatch.setattr(checkpoint.StateCheckpoints, "save", save_state)
         for module in _importers_of_remove_tree():
             monkeypatch.setattr(module, "remove_tree", remove_tree)

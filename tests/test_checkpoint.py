@@ -51,6 +51,50 @@ def test_state_checkpoints_keep_optax_types_and_only_the_latest(tmp_path):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_tree_artifacts_keep_dtypes_structure_and_empty_collections(tmp_path):
+    tree = {
+        "params": {"Dense_0": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3), "bias": np.zeros(3, np.float16)}},
+        "mask": {"Dense_0": {"kernel": np.array([[True, False, True]] * 2)}},
+        "batch_stats": {},
+        "rows": [jnp.arange(3, dtype=jnp.bfloat16), np.int32(7), 2.5],
+    }
+    save_tree(tmp_path / "t", tree, {"level": 1})
+    loaded = load_tree(tmp_path / "t")
+    assert loaded["batch_stats"] == {} and isinstance(loaded["rows"], list)
+    assert jax.tree.structure(loaded) == jax.tree.structure(jax.tree.map(np.asarray, tree))
+    for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(loaded)):
+        assert isinstance(b, np.ndarray) and np.asarray(a).dtype == b.dtype and np.shape(a) == b.shape
+        np.testing.assert_array_equal(np.asarray(a), b)
+    # A target gives the target's structure (optax's NamedTuples too) and checks shapes.
+    state = make_optimizer(OptimizerRecipe(name="adam", learning_rate=1e-3), 1, 10).init({"w": np.ones(3, np.float32)})
+    save_tree(tmp_path / "opt", jax.tree.map(np.asarray, {"s": list(jax.tree.leaves(state))}))
+    restored = load_tree(tmp_path / "opt", {"s": state})["s"]
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    with pytest.raises(ValueError, match=r"shape \(3,\) where the target has \(4,\)"):
+        load_tree(tmp_path / "t", {**tree, "params": {"Dense_0": {"kernel": np.zeros((2, 3)), "bias": np.zeros(4)}}})
+
+
+def test_tree_artifacts_refuse_what_they_cannot_hold(tmp_path):
+    with pytest.raises(ValueError, match=r"tree\['x'\] is a NoneType"):
+        save_tree(tmp_path / "a", {"x": None})
+    with pytest.raises(ValueError, match="PRNG key array: save jax.random.key_data"):
+        save_tree(tmp_path / "b", {"rng": jax.random.key(0)})
+    with pytest.raises(ValueError, match="string dict keys; tree has the key 3"):
+        save_tree(tmp_path / "c", {3: np.zeros(1)})
+
+
+def test_artifacts_written_by_orbax_are_still_read(tmp_path):
+    """Tree artifacts of earlier lth_jax versions: orbax arrays in ``arrays/``."""
+    import orbax.checkpoint as ocp
+
+    tree = {"mask": {"k": np.array([True, False])}, "params": {"k": np.array([1.5, 0.0], np.float32)}}
+    ocp.Checkpointer(ocp.StandardCheckpointHandler()).save(tmp_path / "ticket" / "arrays", tree)
+    write_json(tmp_path / "ticket" / "ticket.json", {"level": 2})
+    loaded = load_tree(tmp_path / "ticket", name="ticket")
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["k"]), [1.5, 0.0])
+    np.testing.assert_array_equal(np.asarray(load_tree(tmp_path / "ticket", tree, name="ticket")["mask"]["k"]), [True, False])
+
+
 def test_save_tree_replaces_and_load_tree_reports_missing(tmp_path):
     save_tree(tmp_path / "a", {"x": np.arange(3)}, {"step": 3})
     save_tree(tmp_path / "a", {"x": np.arange(4)}, {"step": 4})
@@ -80,7 +124,7 @@ def test_a_tree_is_complete_only_when_its_json_is_written(tmp_path, monkeypatch)
     results.remove_temporaries(tmp_path / "a")
     save_tree(tmp_path / "a", {"x": np.arange(5)})
     assert np.asarray(load_tree(tmp_path / "a")["x"]).tolist() == list(range(5))
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["a.json", "arrays"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["a.json", "arrays.npz"]
     assert checkpoint.is_complete(tmp_path / "a")
 
 

@@ -296,3 +296,25 @@ def test_run_categories():
     assert run_category(["interconnected"] * 3)["category"] == "Interconnected"
     with pytest.raises(ValueError, match="status 'merged'"):
         run_category(["merged"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_connected_labels_partition_like_scipy(seed):
+    """The numpy components (hooking and pointer jumping) against scipy's, on random
+    sparse graphs: chains, many components, isolated nodes, repeated edges."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from lth_jax.structure import _connected_labels
+
+    rng = np.random.default_rng(seed)
+    total = int(rng.integers(2, 400))
+    edges = int(rng.integers(0, 2 * total))
+    rows, cols = rng.integers(0, total, edges), rng.integers(0, total, edges)
+    if seed == 0:  # a long chain in reverse order: the most rounds
+        rows, cols = np.arange(total - 1, 0, -1), np.arange(total - 2, -1, -1)
+    labels = _connected_labels(rows, cols, total)
+    _, expected = connected_components(coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(total, total)), directed=False)
+    # the same partition: a label of ours names exactly one of scipy's components, and back
+    pairs = set(zip(labels.tolist(), expected.tolist()))
+    assert len(pairs) == len(set(labels.tolist())) == len(set(expected.tolist()))
