@@ -8,8 +8,8 @@ experiment on Moons+Circles with the thesis defaults (Adam 1e-3, batch 64, early
 stopping with patience 30, at most 3000 epochs per level, the seeds vmapped
 over the cores), then the sweep's report. Each repeat is a fresh workdir, so
 nothing is resumed. ``--cold`` starts with an empty compilation cache (the
-first run of a new machine); otherwise a small warm-up sweep of the same
-points fills it first. Prints one JSON line per run: the wall time, the
+first run of a new machine); otherwise a short warm-up sweep of the same
+points (early stopping after two epochs) fills it first. Prints one JSON line per run: the wall time, the
 points, seeds, levels trained, epochs trained and the time per point from the
 sweep's log.
 """
@@ -84,8 +84,8 @@ def main():
         env = dict(os.environ)
         if args.cold:
             env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tmp, "xla")
-        else:  # the programs of every point compiled once (one epoch per level)
-            run(sweep_command(os.path.join(tmp, "warmup"), args.levels, args.seeds, ("--config.experiment.epochs=1",)), env)
+        else:  # the programs of every point compiled once: the same schedule, levels stopped after two epochs
+            run(sweep_command(os.path.join(tmp, "warmup"), args.levels, args.seeds, ("--config.experiment.patience=1",)), env)
         for repeat in range(args.repeats):
             workdir = os.path.join(tmp, f"r{repeat}")
             seconds, marks = run(sweep_command(workdir, args.levels, args.seeds), env)

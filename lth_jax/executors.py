@@ -256,8 +256,8 @@ class VmappedEpochs:
     rule (the batches of the data-parallel executor). Replicas that stopped are
     left out of later chunks (power-of-two row counts, padded with frozen
     copies), so they cost no compute. With several local devices the running
-    replicas are split over them, two rows or more per device, one program per
-    device (on a CPU: one device per core, see
+    replicas are split over them, two rows or more per device, each device
+    running the same program on its rows (on a CPU: one device per core, see
     :func:`lth_jax.parallel.cpu_devices_per_core`). Steps before a replica's
     start (a resumed replica) are frozen.
 

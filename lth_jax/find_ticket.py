@@ -22,7 +22,7 @@ from etils import epath
 from ml_collections import config_dict
 
 from lth_jax import masks as mask_lib
-from lth_jax import objectives, plots
+from lth_jax import objectives
 from lth_jax.data.augment import image_preprocess
 from lth_jax.data.registry import ImageData, get_spec, load_dataset
 from lth_jax.errors import UserError
@@ -281,6 +281,8 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
     write_json(workdir / "summary.json", summary)
     title = f"{c.model} on {c.dataset} ({c.optimizer.name})"
+    from lth_jax import plots  # matplotlib: imported when a figure is drawn
+
     plots.save(plots.plot_find_ticket(rows, layers, title), workdir / "figures" / "levels.png")
     return summary
 

@@ -22,7 +22,7 @@ import numpy as np
 from etils import epath
 from ml_collections import config_dict
 
-from lth_jax import objectives, parallel, plots
+from lth_jax import objectives, parallel
 from lth_jax.data.tasks import load_task_data
 from lth_jax.errors import UserError
 from lth_jax.imp import check_imp, run_imp_seeds
@@ -372,6 +372,8 @@ def _summary(config, shape, trajectory, rows) -> dict:
 
 
 def _figures(workdir: epath.Path, data, rows, reports, shape) -> None:
+    from lth_jax import plots  # matplotlib: imported when a figure is drawn
+
     figures = workdir / "figures"
     by_seed: dict[int, list] = {}
     for row in rows:

@@ -20,7 +20,6 @@ import ml_collections
 from etils import epath
 from ml_collections import config_dict
 
-from lth_jax import plots
 from lth_jax.errors import UserError
 from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
 from lth_jax.parallel_tasks import default_config as experiment_config
@@ -75,6 +74,8 @@ def run_sweep(grid: str, base: ThesisConfig, workdir: str | os.PathLike, *, log_
 
 def sweep_report(workdir: str | os.PathLike) -> list[epath.Path]:
     """The thesis-style figures of a sweep directory, and ``report.md``."""
+    from lth_jax import plots  # matplotlib: imported when a figure is drawn
+
     workdir = epath.Path(workdir)
     meta = read_json(workdir / "sweep.json")
     rows = read_jsonl(workdir / "sweep.jsonl")

@@ -145,16 +145,22 @@ def test_cpu_devices_per_core_sets_the_count_before_jax_starts():
     assert "UserError LTH_JAX_CPU_DEVICES='two' is not a positive integer" in bad
 
 
-def test_the_thesis_run_imports_neither_scikit_learn_nor_tfds():
+def test_the_thesis_run_imports_only_what_it_uses():
+    """Scripts import no figure, dataset or checkpoint library before they need it; the
+    thesis job (toy data, no train-state checkpoints) never imports scikit-learn,
+    scipy, TFDS or orbax, and matplotlib only to draw its figures."""
     out = run_python(
         """
         import sys, tempfile
+        HEAVY = ("sklearn", "scipy", "tensorflow_datasets", "tensorflow", "orbax.checkpoint", "matplotlib")
+        import experiments.parallel_tasks, lth_jax.find_ticket, lth_jax.thesis_sweep, lth_jax.transfer
+        print(sorted(m for m in HEAVY if m in sys.modules))
         from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
         run_parallel_tasks(ThesisConfig(epochs=2, patience=None, seeds=(0,), extension_level=2), tempfile.mkdtemp(), log_fn=lambda line: None)
-        print(sorted(m for m in ("sklearn", "tensorflow_datasets", "tensorflow") if m in sys.modules))
+        print(sorted(m for m in HEAVY if m in sys.modules))
         """
     ).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    assert out.strip().splitlines()[-2:] == ["[]", "['matplotlib']"]
 
 
 def test_scripts_keep_the_compilation_cache_by_default(tmp_path):
