@@ -41,6 +41,25 @@ def test_a_ten_level_thesis_run_compiles_a_handful_of_programs():
     assert 3 <= counted["programs"] <= COMPILATION_BOUND, counted
 
 
+def test_a_thesis_level_is_one_visit_of_the_host(monkeypatch, tmp_path):
+    """A level of up to 128 epochs without early stopping runs as one call of the
+    epochs program: the host prunes, writes and analyses once per level."""
+    from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
+
+    calls = []
+    real = VmappedEpochs.epochs
+
+    def counted(self, carry, epoch, n_epochs, *args, **kwargs):
+        calls.append(n_epochs)
+        return real(self, carry, epoch, n_epochs, *args, **kwargs)
+
+    monkeypatch.setattr(VmappedEpochs, "epochs", counted)
+    config = ThesisConfig(extension_level=2, epochs=80, patience=None, stop_on_degradation=False, seeds=(0, 1))
+    summary = run_parallel_tasks(config, tmp_path, log_fn=lambda line: None)
+    levels = len(summary["trajectory"])
+    assert calls == [80] * levels
+
+
 def _replicas(seeds, patience, epochs=40):
     data = moons_circles()
     model = MLP((4, 16, 16, 2))
