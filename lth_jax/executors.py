@@ -265,6 +265,9 @@ class VmappedEpochs:
     executor, ``padding_steps`` the steps of padding rows.
     """
 
+    MAX_CHUNK_EPOCHS, CHUNK_BYTES = 128, 32 << 20  # the default chunk: epochs, and bytes of epoch orders per replica
+    ORDER_CACHE_BYTES = 256 << 20  # epoch orders kept for the next levels
+
     def __init__(self, model, tx, objective, train_data, eval_data, config: TrainConfig, *, preprocess=None, mask_forward=False,
                  eval_chunk: int = 10_000, chunk_epochs: int | None = None):
         self.train_data, self.config = train_data, config
@@ -307,9 +310,6 @@ class VmappedEpochs:
         if device not in self._placed:
             self._placed[device] = jax.device_put(self.arrays, device)
         return self._placed[device]
-
-    ORDER_CACHE_BYTES = 256 << 20
-    MAX_CHUNK_EPOCHS, CHUNK_BYTES = 128, 32 << 20
 
     def _order(self, seed, epoch: int):
         """The epoch order of ``seed`` (the dataset's rule), kept for the next levels while it fits."""
