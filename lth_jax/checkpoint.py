@@ -61,9 +61,11 @@ def _flatten(tree: Any, leaves: list[np.ndarray], where: str = "tree") -> Any:
         if bad:
             raise ValueError(f"tree artifacts need string dict keys; {where} has the key {bad[0]!r}")
         return {k: _flatten(v, leaves, f"{where}[{k!r}]") for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
+    named_tuple = hasattr(tree, "_fields")
+    if isinstance(tree, (list, tuple)) and not named_tuple:
         return [_flatten(v, leaves, f"{where}[{i}]") for i, v in enumerate(tree)]
-    if tree is None or hasattr(tree, "_fields") or not hasattr(tree, "shape") and not isinstance(tree, (bool, int, float, np.generic)):
+    is_array = hasattr(tree, "shape") or isinstance(tree, (bool, int, float, np.generic))
+    if named_tuple or not is_array:  # None, NamedTuples (optax states: checkpoint those), other objects
         raise ValueError(f"tree artifacts hold nested dicts and lists of arrays; {where} is a {type(tree).__name__}")
     leaves.append(_host_array(tree, where))
     return len(leaves) - 1
