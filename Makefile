@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-.PHONY: demo transfer_demo test bench clean
+.PHONY: demo transfer_demo test bench clean fidelity thesis_venv
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,22 @@ transfer_demo: $(STAMP)
 test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n auto tests
 
+# lth_jax against the thesis's own PyTorch code (benchmarks/fidelity/README.md). FULL=1: every point;
+# THESIS_REPO=<checkout>: also run the thesis's code (in .venv-thesis, `make thesis_venv`) on THESIS_SEEDS seeds.
+FIDELITY_RESULTS := benchmarks/fidelity/results/thesis_code.jsonl
+THESIS_SEEDS ?= 2
+fidelity: $(STAMP)
+	$(PY) -m experiments.fidelity --workdir=runs/fidelity$(if $(FULL),_full) $(if $(FULL),--config=fidelity_full) \
+		--config.thesis_results=$(FIDELITY_RESULTS) \
+		$(if $(THESIS_REPO),--config.thesis_repo=$(THESIS_REPO) --config.thesis_python=.venv-thesis/bin/python --config.thesis_seeds=$(THESIS_SEEDS))
+
+# The thesis's code runs in a virtualenv of its own: CPU torch, never a dependency of lth_jax.
+thesis_venv: .venv-thesis/.installed
+.venv-thesis/.installed:
+	$(PYTHON) -m venv .venv-thesis
+	.venv-thesis/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 numpy scikit-learn sympy networkx tqdm
+	touch $@
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_prune.py
 	$(PY) benchmarks/bench_masked_step.py
@@ -34,4 +50,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train_step.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-thesis runs .pytest_cache

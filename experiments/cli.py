@@ -23,7 +23,7 @@ from lth_jax.errors import UserError
 
 __all__ = ["CONFIGS", "run", "define_config", "define_workdir", "define_data_flags", "apply_data_flags",
            "define_multihost_flags", "initialize_multihost", "find_ticket", "transfer", "parallel_tasks", "thesis_sweep",
-           "imp_mlp", "report"]
+           "imp_mlp", "report", "fidelity"]
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -234,3 +234,7 @@ def imp_mlp() -> None:
 
 def report() -> None:
     _script("report")
+
+
+def fidelity() -> None:
+    _script("fidelity")

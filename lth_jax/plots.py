@@ -30,6 +30,7 @@ __all__ = [
     "plot_levels",
     "plot_categories",
     "plot_split_grid",
+    "plot_split_rates",
     "plot_input_degree",
     "plot_find_ticket",
     "save",
@@ -226,6 +227,42 @@ def plot_split_grid(rows: Sequence[dict], xlabel: str = "pruning levels", ylabel
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7)
     ax.set(xlabel=xlabel, ylabel=ylabel, title="fraction of runs that split")
     fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+_RATE_STYLE = {"lth_jax": {"marker": "o", "linestyle": "-", "color": "C0", "label": "lth_jax"},
+               "thesis_code": {"marker": "s", "linestyle": "--", "color": "C1", "label": "thesis's code"},
+               "thesis_published": {"marker": "x", "linestyle": ":", "color": "0.3", "label": "thesis (published)"}}
+
+
+def plot_split_rates(table: Sequence[dict], *, xlabel: str, titles: dict) -> Figure:
+    """Split rate with its 95% interval against ``x``, one series per system, one panel per
+    ``group`` (``titles[group]`` above it). Cells as :func:`lth_jax.fidelity.point_table`
+    gives them (``system``, ``split_rate``, ``ci_low``, ``ci_high``, ``seeds``), plus ``x``
+    and ``group``."""
+    groups = sorted({c["group"] for c in table}, key=lambda g: (g is not None, g))
+    fig = figure((3.2 * len(groups) + 1, 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(groups), sharey=True))
+    for ax, group in zip(axes, groups):
+        for i, (system, style) in enumerate(_RATE_STYLE.items()):
+            cells = sorted((c for c in table if c["system"] == system and c["group"] == group), key=lambda c: c["x"])
+            if not cells:
+                continue
+            rate = np.array([c["split_rate"] for c in cells])
+            error = np.array([rate - [c["ci_low"] for c in cells], [c["ci_high"] for c in cells] - rate])
+            seeds = "/".join(sorted({str(c["seeds"]) for c in table if c["system"] == system}, key=int))
+            step = min(np.diff(sorted({c["x"] for c in table})), default=1)
+            x = np.array([c["x"] for c in cells], float) + 0.12 * step * (i - 1)  # side by side
+            ax.errorbar(x, rate, yerr=error, capsize=3, **{**style, "label": f"{style['label']} ({seeds} seeds)"})
+        ax.set(xlabel=xlabel, title=titles.get(group, ""))
+        ax.title.set_fontsize(9)
+        ax.set_xticks(sorted({c["x"] for c in table}))
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of runs that split")
+    legend = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    axes[0].legend(legend.values(), legend.keys(), fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,415 @@
+"""Fidelity: the thesis's experiments run by lth_jax and by the thesis's own code, side by side.
+
+A *point* is one experiment of the thesis's grids, named as the thesis-code
+driver (``benchmarks/fidelity/thesis_driver.py``) names it: ``extN`` (E1: the
+network extension of (4, 8, 8, 2) at level N), ``e2_extN`` (E2: base
+(4, 20, 2)) and ``wW_LN`` (E4: width W, N levels pruned to 112 weights).
+:func:`run_lth_jax` trains many seeds of each point here; :func:`read_thesis_code`
+reads the driver's JSON lines (the thesis's PyTorch code, run in a virtualenv of
+its own). Both become the same per-seed rows (:data:`ROW_FIELDS`), and
+:func:`report` writes, per experiment, one Markdown and CSV table (split rate
+with its binomial 95% interval, split and degradation levels, categories,
+active weights at the split, test loss) and the figures. :func:`run` is
+``experiments/fidelity.py``'s experiment (presets ``experiments/configs/fidelity_*.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import subprocess
+import sys
+from typing import Callable, Sequence
+
+import ml_collections
+import numpy as np
+from etils import epath
+
+from lth_jax.errors import UserError
+from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
+from lth_jax.results import read_json, read_jsonl, write_csv, write_json, write_jsonl
+from lth_jax.structure import analyze, run_category
+
+__all__ = ["POINT_SETS", "point_overrides", "experiment_of", "wilson_interval", "seed_row", "run_lth_jax",
+           "read_thesis_code", "status_of_potential", "rule_check", "structure_rows", "point_table", "report", "default_config", "run"]
+
+E4_TARGET = 112
+POINT_SETS = {
+    # A few minutes on a 2-core CPU: the two E4 points the thesis's text and ours disagree on most, and E1 at level 3.
+    "quick": ("w38_L10", "w48_L10", "ext3"),
+    "full": tuple(f"ext{e}" for e in (0, 3, 6, 9, 12))
+    + tuple(f"e2_ext{e}" for e in (0, 4, 8, 12))
+    + tuple(f"w{w}_L{n:02d}" for w in (31, 38, 48, 57) for n in (2, 4, 6, 8, 10)),
+}
+# What the thesis published: runs that split / runs, read off its figures (4 seeds a point for E1 and E4,
+# 5 for E2): the E4 grid drawn by its analysis notebook (project/analysis/grid_plot.ipynb, "grid.png"),
+# the E1 and E2 histograms (latex/thesis/images/{2,1}-layer-histogram-split-behaviour.png).
+_E4_PUBLISHED = {57: (0, 1, 0, 3, 1, 1, 4, 2, 2, 3), 48: (0, 0, 1, 2, 0, 3, 3, 1, 2, 3), 38: (0,) * 10, 31: (0,) * 10}
+THESIS_PUBLISHED = {
+    **{f"w{w}_L{n:02d}": (k[n - 1], 4) for w, k in _E4_PUBLISHED.items() for n in range(1, 11)},
+    **{f"ext{e}": (k, 4) for e, k in enumerate((0, 0, 0, 0, 0, 0, 0, 1, 1, 4, 2, 3, 4, 3, 4))},
+    **{f"e2_ext{e}": (k, 5) for e, k in enumerate((0, 0, 0, 0, 0, 3, 4, 5, 3, 4, 5, 5, 4))},
+}
+ROW_FIELDS = ("system", "point", "seed", "split", "split_level", "degradation_level", "category", "levels_trained",
+              "active_at_split", "loss_at_split", "final_weights", "final_test_loss", "epochs")
+SYSTEMS = ("lth_jax", "thesis_code", "thesis_published")
+_POINT = re.compile(r"^(?:ext(\d+)|e2_ext(\d+)|w(\d+)_L(\d+))$")
+
+
+def _match(name: str) -> re.Match:
+    match = _POINT.match(name)
+    if match is None:
+        raise UserError(f"point {name!r} is not extN (E1), e2_extN (E2) or wW_LN (E4), e.g. ext9, e2_ext4, w48_L10")
+    return match
+
+
+def point_overrides(name: str) -> dict:
+    """The :class:`ThesisConfig` fields that make point ``name`` (everything else: the thesis's defaults)."""
+    e1, e2, width, levels = _match(name).groups()
+    if e1 is not None:
+        return {"base_shape": (4, 8, 8, 2), "extension_level": int(e1), "shape": None, "levels": None, "target": None, "rate": 0.32}
+    if e2 is not None:
+        return {"base_shape": (4, 20, 2), "extension_level": int(e2), "shape": None, "levels": None, "target": None, "rate": 0.32}
+    return {"shape": (4, int(width), int(width), 2), "extension_level": None, "levels": int(levels), "target": E4_TARGET, "rate": None}
+
+
+def experiment_of(name: str) -> str:
+    """``"E1"``, ``"E2"`` or ``"E4"``."""
+    e1, e2, _, _ = _match(name).groups()
+    return "E1" if e1 is not None else "E2" if e2 is not None else "E4"
+
+
+def _axis(name: str) -> tuple[int, int | None]:
+    """(x, y) of a point in its grid: (extension level, None) or (levels, width)."""
+    e1, e2, width, levels = _match(name).groups()
+    return (int(e1 if e1 is not None else e2), None) if width is None else (int(levels), int(width))
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson's score interval of a binomial rate (95% by default); (0, 1) without trials."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def seed_row(system: str, point: str, seed: int, levels: Sequence[dict]) -> dict:
+    """One run as a row of :data:`ROW_FIELDS`; ``levels``: per level ``status``, ``weights``,
+    ``active_edges``, ``test_loss``, ``epochs`` (in level order)."""
+    category = run_category([lv["status"] for lv in levels])
+    split = category["split_level"]
+    last = levels[-1] if levels else {}
+    return {
+        "system": system, "point": point, "seed": int(seed), "split": split is not None, **category,
+        "levels_trained": len(levels),
+        "active_at_split": None if split is None else levels[split]["active_edges"],
+        "loss_at_split": None if split is None else levels[split]["test_loss"],
+        "final_weights": last.get("weights"), "final_test_loss": last.get("test_loss"),
+        "epochs": sum(lv["epochs"] for lv in levels),
+    }
+
+
+def run_lth_jax(points: Sequence[str], seeds: Sequence[int], workdir: str | os.PathLike, *,
+                base: ThesisConfig | None = None, log_fn: Callable[[str], None] = print) -> list[dict]:
+    """Train ``seeds`` of every point in ``workdir/<point>`` (resumable) and return their rows."""
+    base = base or ThesisConfig()
+    rows = []
+    for i, point in enumerate(points):
+        log_fn(f"[{i + 1}/{len(points)}] lth_jax {point}, {len(seeds)} seeds")
+        config = dataclasses.replace(base, seeds=tuple(seeds), **point_overrides(point))
+        run_parallel_tasks(config, epath.Path(workdir) / point, log_fn=lambda line: None, progress=False)
+        metrics = read_jsonl(epath.Path(workdir) / point / "metrics.jsonl")
+        for seed in seeds:
+            mine = sorted((r for r in metrics if r["seed"] == seed), key=lambda r: r["level"])
+            levels = [{"status": r["status"], "weights": r["weights_remaining"], "active_edges": r["active_weights"],
+                       "test_loss": r["test_loss"], "epochs": r["epochs"]} for r in mine]
+            rows.append(seed_row("lth_jax", point, seed, levels))
+    return rows
+
+
+def status_of_potential(u: float) -> str:
+    """The thesis code's status from its untapped potential: > 0 connected, 0 split, < 0 degraded."""
+    return "interconnected" if u > 0 else "split" if u == 0 else "degraded"
+
+
+def read_thesis_code(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[dict]]:
+    """Rows of the thesis-code driver's JSON lines, and its raw records (the first of a repeated (point, seed))."""
+    records, seen = [], set()
+    for path in paths:
+        if not epath.Path(path).exists():
+            raise UserError(f"thesis-code results {path} do not exist (benchmarks/fidelity/thesis_driver.py writes them)")
+        for record in read_jsonl(path):
+            key = (record["point"], record["seed"])
+            if key not in seen:
+                seen.add(key)
+                records.append(record)
+    rows = []
+    for record in records:
+        levels = [{**lv, "status": status_of_potential(lv["untapped_potential"])} for lv in record["levels"]]
+        rows.append(seed_row("thesis_code", record["point"], record["seed"], levels))
+    return rows, records
+
+
+def _thesis_report(masks: dict, level: int):
+    """lth_jax's analysis of level ``level`` of the driver's masks (``level{l}_layer{i}``, ``(fan_in, fan_out)``)."""
+    layers = sorted((k for k in masks if k.startswith(f"level{level}_")), key=lambda k: int(k.rsplit("layer", 1)[1]))
+    return analyze([np.asarray(masks[k], bool) for k in layers], [0, 0, 1, 1], [0, 1], "total")  # Moons+Circles
+
+
+def rule_check(record: dict, masks: dict) -> int:
+    """Levels of a thesis-code run whose status under lth_jax's analysis of its masks differs from its own."""
+    return sum(_thesis_report(masks, lv["level"]).status != status_of_potential(lv["untapped_potential"]) for lv in record["levels"])
+
+
+def _structure_level(system: str, level: int, weights: int, edges: dict, decided_output, decided_input) -> dict:
+    unpruned = edges["active"] + edges["inactive"] + edges["zombie"]
+    return {"system": system, "level": level, "weights": weights,
+            **{f"{k}_fraction": edges[k] / unpruned if unpruned else None for k in ("active", "inactive", "zombie")},
+            "decided_output": [None if r is None or r != r else round(float(r), 4) for r in decided_output],
+            "decided_input": [None if r is None or r != r else round(float(r), 4) for r in decided_input]}
+
+
+def structure_rows(lth_metrics: Sequence[dict], record: dict | None, masks: dict | None) -> list[dict]:
+    """E5/E7 of one seed of one point, level by level, for both systems: the fractions of unpruned
+    weights that are active, inactive and zombie (each system's own count) and the decided ratios
+    per hidden layer (lth_jax's analysis; for the thesis's code, of its masks: its own code for them
+    is switched off at the published commit)."""
+    rows = [_structure_level("lth_jax", r["level"], r["weights_remaining"], r["edges"], r["decided_output"], r["decided_input"])
+            for r in sorted(lth_metrics, key=lambda r: r["level"])]
+    for lv in (record or {}).get("levels", []):
+        edges = {"active": lv["active_edges"], "inactive": lv["inactive_edges"], "zombie": lv["zombie_edges"]}
+        decided = ([], [])
+        if masks is not None:
+            report = _thesis_report(masks, lv["level"])
+            decided = (report.decided_output, report.decided_input)
+        rows.append(_structure_level("thesis_code", lv["level"], lv["weights"], edges, *decided))
+    return sorted(rows, key=lambda r: (r["level"], r["system"]))
+
+
+def point_table(rows: Sequence[dict]) -> list[dict]:
+    """Per point and system: seeds, split count and rate with its 95% interval, median split and
+    degradation levels, categories, mean active weights at the split, mean final test loss of
+    split and other runs; and per point whether the two systems' intervals overlap."""
+    table = []
+    for point in sorted({r["point"] for r in rows}, key=lambda p: (experiment_of(p), _axis(p)[1] or 0, _axis(p)[0])):
+        cells = {}
+        for system in SYSTEMS:
+            mine = [r for r in rows if r["point"] == point and r["system"] == system]
+            if not mine:
+                continue
+            k, n = sum(r["split"] for r in mine), len(mine)
+            lo, hi = wilson_interval(k, n)
+            split_runs = [r for r in mine if r["split"]]
+            other = [r for r in mine if not r["split"]]
+            cells[system] = {
+                "experiment": experiment_of(point), "point": point, "x": _axis(point)[0], "width": _axis(point)[1],
+                "system": system, "seeds": n, "splits": k,
+                "split_rate": k / n, "ci_low": lo, "ci_high": hi,
+                "median_split_level": _median([r["split_level"] for r in split_runs]),
+                "median_degradation_level": _median([r["degradation_level"] for r in mine if r["degradation_level"] is not None]),
+                **{c: sum(r["category"] == c for r in mine) for c in ("Separated", "Separated-Degraded", "Degraded", "Interconnected")},
+                "mean_active_at_split": _mean([r["active_at_split"] for r in split_runs]),
+                "final_loss_split": _mean([r["final_test_loss"] for r in split_runs]),
+                "final_loss_other": _mean([r["final_test_loss"] for r in other]),
+                "intervals_overlap": None, "overlaps_published": None,
+            }
+        if point in THESIS_PUBLISHED and cells:
+            k, n = THESIS_PUBLISHED[point]
+            lo, hi = wilson_interval(k, n)
+            cells["thesis_published"] = {**{key: None for key in next(iter(cells.values()))}, "experiment": experiment_of(point),
+                                         "point": point, "x": _axis(point)[0], "width": _axis(point)[1], "system": "thesis_published", "seeds": n, "splits": k,
+                                         "split_rate": k / n, "ci_low": lo, "ci_high": hi,
+                                         **{c: 0 for c in ("Separated", "Separated-Degraded", "Degraded", "Interconnected")}}
+        if "lth_jax" in cells and "thesis_code" in cells:
+            agree = _overlap(cells["lth_jax"], cells["thesis_code"])
+            cells["lth_jax"]["intervals_overlap"] = cells["thesis_code"]["intervals_overlap"] = agree
+        for system in ("lth_jax", "thesis_code"):
+            if system in cells and "thesis_published" in cells:
+                cells[system]["overlaps_published"] = _overlap(cells[system], cells["thesis_published"])
+        table.extend(cells.values())
+    return table
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _markdown(experiment: str, table: Sequence[dict]) -> str:
+    lines = [f"## {experiment}", "",
+             "| point | system | seeds | split | rate [95% CI] | median split level | median degr. level | Sep / Sep-Deg / Deg / Inter | active at split | final loss split / other | overlap | overlaps published |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in table:
+        if c["system"] == "thesis_published":
+            lines.append(f"| {c['point']} | thesis (published) | {c['seeds']} | {c['splits']} | {c['split_rate']:.2f} "
+                         f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}] | | | | | | | |")
+            continue
+        lines.append(
+            f"| {c['point']} | {c['system']} | {c['seeds']} | {c['splits']} | {c['split_rate']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] "
+            f"| {_fmt(c['median_split_level'])} | {_fmt(c['median_degradation_level'])} "
+            f"| {c['Separated']} / {c['Separated-Degraded']} / {c['Degraded']} / {c['Interconnected']} | {_fmt(c['mean_active_at_split'])} "
+            f"| {_fmt(c['final_loss_split'])} / {_fmt(c['final_loss_other'])} | {_fmt(c.get('intervals_overlap'))} "
+            f"| {_fmt(c.get('overlaps_published'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _structure_markdown(title: str, rows: Sequence[dict]) -> str:
+    lines = [f"## E5/E7: {title}", "", "Fractions of the unpruned weights; decided ratios per hidden layer (output view / input view).", "",
+             "| level | weights | system | active | inactive | zombie | decided (output) | decided (input) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        decided = ["/".join(_fmt(v, 2) for v in r[k]) or "–" for k in ("decided_output", "decided_input")]
+        lines.append(f"| {r['level']} | {r['weights']} | {r['system']} | {_fmt(r['active_fraction'])} | {_fmt(r['inactive_fraction'])} "
+                     f"| {_fmt(r['zombie_fraction'])} | {decided[0]} | {decided[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(rows: Sequence[dict], out: str | os.PathLike, *, notes: Sequence[str] = (),
+           structure: tuple[str, Sequence[dict]] | None = None) -> list[epath.Path]:
+    """``out/fidelity.md``, ``out/<experiment>.csv``, ``out/seeds.csv`` and the figures; returns the written files.
+    ``structure``: (title, :func:`structure_rows`) of one run, written as E5/E7 and ``E5_E7.csv``."""
+    out = epath.Path(out)
+    table = point_table(rows)
+    write_csv(out / "seeds.csv", [{k: r[k] for k in ROW_FIELDS} for r in rows])
+    written = [out / "seeds.csv"]
+    sections = ["# Fidelity: lth_jax and the thesis's code on the same points", "",
+                "Split rate: runs that split at some level (Separated or Separated-Degraded), with Wilson's 95% interval. "
+                "`overlap`: lth_jax's and the thesis code's intervals overlap; `overlaps published`: this system's interval overlaps "
+                "that of the thesis's published figure (4 runs a point, 5 for E2).", "", *notes, ""]
+    from lth_jax import plots  # matplotlib: imported when a figure is drawn
+
+    for experiment in sorted({c["experiment"] for c in table}):
+        mine = [c for c in table if c["experiment"] == experiment]
+        write_csv(out / f"{experiment}.csv", mine)
+        written.append(out / f"{experiment}.csv")
+        sections.append(_markdown(experiment, mine))
+        for name, figure in _figures(experiment, mine):
+            written.append(plots.save(figure, out / "figures" / f"{name}.png"))
+            sections.append(f"![{name}](figures/{name}.png)\n")
+    if structure is not None:
+        write_csv(out / "E5_E7.csv", structure[1])
+        written.append(out / "E5_E7.csv")
+        sections.append(_structure_markdown(*structure))
+    (out / "fidelity.md").write_text("\n".join(sections))
+    return [out / "fidelity.md", *written]
+
+
+def _figures(experiment: str, table: Sequence[dict]):
+    """(name, figure): split rates per grid point; for E4 also the width trend at each level count."""
+    from lth_jax import plots
+
+    if experiment != "E4":
+        cells = [{**c, "group": None} for c in table]
+        yield experiment, plots.plot_split_rates(cells, xlabel="extension level", titles={None: f"{experiment}: runs that split (95% intervals)"})
+        return
+    finding = {w: "thesis's text: never splits" if w < 48 else "thesis's text: splits consistently below p = 0.41" for w in (31, 38, 48, 57)}
+    yield "E4", plots.plot_split_rates([{**c, "group": c["width"]} for c in table], xlabel="pruning levels to 112 weights",
+                                       titles={w: f"E4, width {w}\n{finding.get(w, '')}" for w in {c["width"] for c in table}})
+    if len({c["width"] for c in table}) > 1:
+        titles = {n: f"E4, {n} levels to 112 weights\nthesis's text: widths 31, 38 never split; 48, 57 do" for n in {c["x"] for c in table}}
+        yield "E4_width_trend", plots.plot_split_rates([{**c, "x": c["width"], "group": c["x"]} for c in table], xlabel="width", titles=titles)
+
+
+def default_config(points: str = "quick") -> ml_collections.ConfigDict:
+    """The harness: which points, how many lth_jax seeds, and where the thesis-code side comes from."""
+    c = ml_collections.ConfigDict()
+    c.points = POINT_SETS[points]  # extN (E1), e2_extN (E2), wW_LN (E4); or "quick" / "full"
+    c.seeds = 32  # lth_jax seeds 0..seeds-1 at every point
+    c.epochs = 3000  # the thesis's maximum epochs per level (lower it only for a smoke test)
+    c.patience = 30  # the thesis's early-stopping patience (0: train every epoch)
+    c.thesis_results = ()  # the thesis-code driver's JSON-lines files to compare with
+    c.thesis_python = ""  # a Python with torch (and the driver's packages): runs the thesis's code here
+    c.thesis_repo = ""  # a checkout of maxburger4real/structure-of-lottery-tickets
+    c.thesis_seeds = 2  # seeds 0..thesis_seeds-1 of the thesis's code per point, when thesis_python is given
+    c.structure_point = "ext3"  # E5/E7: the run compared level by level (when both systems have it)
+    c.structure_seed = 0
+    return c
+
+
+DRIVER = epath.Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity" / "thesis_driver.py"
+
+
+def _points(value) -> tuple[str, ...]:
+    names = [n.strip() for v in ((value,) if isinstance(value, str) else value) for n in str(v).split(",") if n.strip()]
+    points = tuple(p for name in names for p in POINT_SETS.get(name, (name,)))
+    for point in points:
+        _match(point)
+    return points
+
+
+def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print) -> list[epath.Path]:
+    """Run the lth_jax side (and the thesis's code, when configured), compare, and write the report."""
+    workdir = epath.Path(workdir)
+    points = _points(c.points)
+    if int(c.seeds) < 1:
+        raise UserError(f"--config.seeds={c.seeds}: give a number of seeds of at least 1")
+    results = [str(p) for p in c.thesis_results]
+    if c.thesis_python:
+        if not c.thesis_repo:
+            raise UserError("--config.thesis_python needs --config.thesis_repo (a checkout of the thesis's repository)")
+        if not DRIVER.exists():
+            raise UserError(f"{DRIVER} is missing: the thesis-code side runs from a clone of lth_jax's repository")
+        out = workdir / "thesis_code.jsonl"
+        command = [c.thesis_python, str(DRIVER), f"--thesis_repo={c.thesis_repo}", f"--seeds=0-{int(c.thesis_seeds) - 1}",
+                   f"--out={out}", *(f"--point={p}" for p in points)]
+        log_fn(f"thesis's code: {len(points)} points × {c.thesis_seeds} seeds")
+        if subprocess.run(command, stdout=sys.stdout, stderr=sys.stderr).returncode:
+            raise UserError(f"the thesis-code driver failed (its error is above): {' '.join(command)}")
+        results.append(str(out))
+    base = ThesisConfig(epochs=int(c.epochs), patience=int(c.patience) or None)
+    rows = run_lth_jax(points, range(int(c.seeds)), workdir / "lth_jax", base=base, log_fn=log_fn)
+    notes, records, masks_of = [], [], {}
+    if results:
+        thesis_rows, records = read_thesis_code(results)
+        rows += [r for r in thesis_rows if r["point"] in points]
+        checked = differ = 0
+        for record in records:
+            for path in results:
+                npz = epath.Path(os.path.splitext(path)[0] + "_masks") / f"{record['point']}_seed{record['seed']}.npz"
+                if record["point"] in points and npz.exists():
+                    with np.load(npz) as masks:
+                        masks_of[(record["point"], record["seed"])] = dict(masks)
+        for record in records:
+            masks = masks_of.get((record["point"], record["seed"]))
+            if masks is not None:
+                differ += rule_check(record, masks)
+                checked += len(record["levels"])
+        ours = {p: read_json(workdir / "lth_jax" / p / "config.json") for p in points}
+        differing = sorted({r["point"] for r in records if r["point"] in ours
+                            and (r["trajectory"] != ours[r["point"]]["trajectory"] or r["shape"] != ours[r["point"]]["shape"])})
+        notes.append("Shapes and trajectories: " + (f"DIFFER at {', '.join(differing)}." if differing else
+                     "the thesis's code trains the same shape along the same weight counts at every point."))
+        if checked:
+            notes.append(f"Split rule: lth_jax's analysis of the thesis code's own masks gives the thesis code's status at "
+                         f"{checked - differ} of {checked} levels.")
+    structure = None
+    key = (str(c.structure_point), int(c.structure_seed))
+    if key[0] in points and key[1] < int(c.seeds):
+        metrics = [r for r in read_jsonl(workdir / "lth_jax" / key[0] / "metrics.jsonl") if r["seed"] == key[1]]
+        record = next((r for r in records if (r["point"], r["seed"]) == key), None)
+        structure = (f"{key[0]}, seed {key[1]}", structure_rows(metrics, record, masks_of.get(key)))
+    write_jsonl(workdir / "rows.jsonl", rows)
+    write_json(workdir / "points.json", {"points": list(points), "seeds": int(c.seeds), "thesis_results": results})
+    return report(rows, workdir, notes=notes, structure=structure)
