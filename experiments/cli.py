@@ -58,6 +58,7 @@ def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | 
     def guarded(argv):
         import matplotlib
 
+        _check_config_files()  # before anything reads the config
         if cpu_devices is not None and cpu_devices():
             from lth_jax import parallel
 
@@ -71,11 +72,18 @@ def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | 
         # Library logs (orbax's info lines, TFDS's warnings before a one-line error) only with --verbosity.
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.ERROR)
-        _check_config_files()
+        experiment, workdir = Path(sys.argv[0]).stem, getattr(flags.FLAGS, "workdir", None) if "workdir" in flags.FLAGS else None
         try:
+            if workdir:
+                claim_workdir(workdir, experiment)
             main(argv)
         except UserError as e:
-            sys.exit("error: " + _one_line(e))
+            sys.exit("error: " + _as_typed(_one_line(e)))
+        if workdir and os.path.isdir(workdir):
+            from lth_jax.results import is_writer, write_json
+
+            if is_writer() and not os.path.exists(os.path.join(workdir, WORKDIR_MARKER)):
+                write_json(os.path.join(workdir, WORKDIR_MARKER), {"experiment": experiment})
 
     def parse_flags(argv):
         argv = _with_default_configs(argv)
@@ -84,11 +92,83 @@ def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | 
         except flags.Error as e:
             sys.exit(f"error: {_one_line(e)} (--helpshort lists the flags)")
         except AttributeError as e:  # a --config.x.y override naming a field the config does not have
+            if "get_config" in str(e):  # a config file without get_config()
+                files = [a.split("=", 1)[1].partition(":")[0] for a in argv if any(a.startswith(f"--{n}=") for n in _CONFIG_FLAGS)]
+                sys.exit(f"error: the config file {' or '.join(files)} does not load: it defines no get_config()")
             sys.exit(f"error: a --config override names a field the config does not have: {_missing_field(e)}")
         except (OSError, SyntaxError) as e:  # a config file that is missing or does not load
             _config_file_error(e)
 
     app.run(guarded, flags_parser=parse_flags)
+
+
+WORKDIR_MARKER = "experiment.json"
+
+
+def workdir_experiment(workdir: str) -> str | None:
+    """The experiment a workdir holds: its ``experiment.json``, or for one an earlier version
+    wrote, what its files show; ``None`` for a new or empty directory."""
+    from lth_jax.results import read_json
+
+    def read(name):
+        path = os.path.join(workdir, name)
+        try:
+            return read_json(path) if os.path.isfile(path) else None
+        except ValueError:
+            return {}
+
+    marker = read(WORKDIR_MARKER)
+    if marker is not None:
+        return marker.get("experiment", "unknown")
+    for name, experiment in (("sweep.json", "thesis_sweep"), ("points.json", "fidelity")):
+        if os.path.isfile(os.path.join(workdir, name)):
+            return experiment
+    settings, config = read("settings.json"), read("config.json")  # a stage's settings; the run's config
+    if isinstance(settings, dict) and settings.get("kind"):
+        return settings["kind"]
+    if isinstance(config, dict):
+        if "source_config" in config:
+            return "transfer"
+        if "experiment" in config:
+            return "parallel_tasks"
+        inner = config.get("config")
+        if isinstance(inner, dict):
+            return "find_ticket" if "model" in inner else "imp_mlp"
+    return None
+
+
+
+def claim_workdir(workdir: str, experiment: str) -> None:
+    """Refuse (one line) a workdir that holds another experiment's run."""
+    found = workdir_experiment(workdir) if os.path.isdir(workdir) else None
+    if found is not None and found != experiment:
+        raise UserError(f"--workdir={workdir} holds a {found} run; this command runs {experiment}: give another workdir")
+
+
+def _config_paths(config, prefix: str = "") -> dict[str, list[str]]:
+    """Every field name of a config (nested ones too) and the dotted paths that end in it."""
+    paths: dict[str, list[str]] = {}
+    for key in config.keys():
+        value = config[key]
+        paths.setdefault(key, []).append(prefix + key)
+        if hasattr(value, "keys") and not isinstance(value, dict):
+            for name, found in _config_paths(value, f"{prefix}{key}.").items():
+                paths.setdefault(name, []).extend(found)
+    return paths
+
+
+def _as_typed(message: str) -> str:
+    """``rate=1.5 is ...`` as the user typed it, ``--config.rate=1.5 is ...``, when the message
+    starts with a config field's name (one field of that name in the config)."""
+    match = re.match(r"([a-z_][a-z0-9_]*)=", message)
+    for name in _CONFIG_FLAGS:
+        config = flags.FLAGS[name].value if match else None
+        if config is None:
+            continue
+        found = _config_paths(config).get(match.group(1), [])
+        if len(found) == 1:
+            return f"--{name}.{found[0]}{message[len(match.group(1)):]}"
+    return message
 
 
 def _missing_field(e: AttributeError) -> str:
@@ -105,9 +185,14 @@ def _config_file_error(e: Exception) -> None:
     sys.exit(f"error: the config file does not load: {reason}")
 
 
+def presets(experiment: str) -> list[str]:
+    """The preset names of an experiment (``experiments/configs/<experiment>_*.py``)."""
+    return sorted(p.stem for p in CONFIGS.glob(f"{experiment}_*.py"))
+
+
 def _check_config_files() -> None:
     """A config file that failed to load is reported when the config is first used;
-    report it now, as one line."""
+    report it now, as one line (a name that is neither a file nor a preset: with the presets)."""
     for name in _CONFIG_FLAGS:
         value = flags.FLAGS[name].value
         if value is None:
@@ -115,6 +200,11 @@ def _check_config_files() -> None:
         try:
             value.keys()
         except OSError as e:
+            given = flags.FLAGS[name].config_filename.partition(":")[0]
+            if not os.path.exists(given):
+                experiment = Path(sys.argv[0]).stem
+                sys.exit(f"error: --{name}={given} is neither a config file nor a preset; the presets of {experiment}: "
+                         f"{', '.join(presets(experiment)) or 'none'}")
             _config_file_error(e)
 
 
@@ -163,6 +253,8 @@ def define_workdir(default: str | None = None) -> None:
     flags.DEFINE_string("workdir", default, "Run directory (the same command again resumes; other settings are refused).")
     if default is None:
         flags.mark_flag_as_required("workdir")
+    flags.register_validator("workdir", lambda path: path is None or not os.path.exists(path) or os.path.isdir(path),
+                             message="is a file, not a directory: give a directory for the run (it is created if missing)")
 
 
 def define_data_flags() -> None:

@@ -101,7 +101,9 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 def seed_row(system: str, point: str, seed: int, levels: Sequence[dict]) -> dict:
     """One run as a row of :data:`ROW_FIELDS`; ``levels``: per level ``status``, ``weights``,
     ``active_edges``, ``test_loss``, ``epochs`` (in level order)."""
-    category = run_category([lv["status"] for lv in levels])
+    category = run_category([lv["status"] for lv in levels if lv["status"] != "diverged"])
+    if any(lv["status"] == "diverged" for lv in levels):
+        category["category"] = "Diverged"
     split = category["split_level"]
     last = levels[-1] if levels else {}
     return {
@@ -366,6 +368,9 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
     if int(c.seeds) < 1:
         raise UserError(f"--config.seeds={c.seeds}: give a number of seeds of at least 1")
     results = [str(p) for p in c.thesis_results]
+    for path in results:
+        if not epath.Path(path).exists():
+            raise UserError(f"--config.thesis_results: {path} does not exist (benchmarks/fidelity/thesis_driver.py writes such files)")
     if c.thesis_python:
         if not c.thesis_repo:
             raise UserError("--config.thesis_python needs --config.thesis_repo (a checkout of the thesis's repository)")

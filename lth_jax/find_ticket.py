@@ -31,7 +31,7 @@ from lth_jax.loop import format_level
 from lth_jax.models import get_model
 from lth_jax.optim import OptimizerRecipe
 from lth_jax.progress import Progress
-from lth_jax.results import environment, write_json, write_jsonl
+from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
 from lth_jax.tensorboard import EventLog, scalars
 from lth_jax.train import TrainConfig
 from lth_jax.trajectory import PruningPlan
@@ -241,6 +241,7 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     check_imp(*args, workdir=workdir, **kwargs)  # a rejected rerun writes nothing
     if not (workdir / "config.json").exists():
         write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
+    note_damaged_rows(workdir / "metrics.jsonl", log_fn)
     plan = args[-1]
     bar = Progress(levels=len(planned_trajectory(c)), epochs=c.training.epochs, description=f"{c.model} on {c.dataset}",
                    enabled=progress if progress is not None or log_fn is print else False)

@@ -29,7 +29,8 @@ from lth_jax.imp import check_imp, run_imp_seeds
 from lth_jax.models.mlp import MLP, kernels_in_order
 from lth_jax.optim import OptimizerRecipe
 from lth_jax.progress import Progress
-from lth_jax.results import environment, write_json, write_jsonl
+from lth_jax.sizes import check_memory, divergence
+from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
 from lth_jax.stage import Stage
 from lth_jax.structure import StructureReport, analyze, run_category
 from lth_jax.tensorboard import EventLog, scalars
@@ -83,6 +84,12 @@ class ThesisConfig:
                     object.__setattr__(self, name, tuple(int(v) for v in value))
                 except (TypeError, ValueError):
                     raise UserError(f"{name}={value!r} is not a list of integers") from None
+        if any(s < 0 for s in self.seeds):
+            raise UserError(f"seeds={','.join(map(str, self.seeds))} holds a negative seed; seeds are integers >= 0")
+        for name in ("base_shape", "shape"):
+            value = getattr(self, name)
+            if value is not None and min(value) < 1:
+                raise UserError(f"{name}={','.join(map(str, value))} has a layer of width < 1; every width must be >= 1")
         if not self.seeds:
             raise UserError("seeds is empty: give at least one seed")
         if self.rate is not None and not 0.0 < self.rate < 1.0:
@@ -285,6 +292,9 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
     (default: when stderr is a terminal and ``log_fn`` is ``print``).
     """
     workdir = epath.Path(workdir)
+    shape = config.network()[0]
+    given = f"extension_level={config.extension_level}" if config.shape is None else f"shape={','.join(map(str, shape))}"
+    check_memory(weight_count(shape) + sum(shape[1:]), len(config.seeds), given)
     data = load_task_data(
         config.dataset, data_seed=config.data_seed, num_tasks=config.num_tasks, data_dir=config.data_dir, download=config.download
     )
@@ -295,6 +305,7 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
     stage.check()
     check_imp(*args, **{k: v for k, v in kwargs.items() if k != "eval_name"})
     stage.open()
+    note_damaged_rows(workdir / "metrics.jsonl", log_fn)
     trajectory = setup.plan.trajectory(weight_count(setup.shape))
     settings = {"experiment": config.to_dict(), "shape": list(setup.shape), "trajectory": trajectory, "coverage": setup.coverage,
                 "train": setup.train.to_dict(), "environment": environment()}
@@ -312,14 +323,23 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
                    enabled=progress if progress is not None or log_fn is print else False)
     log_fn = bar.write if log_fn is print else log_fn
 
+    chance = float(np.mean([np.log(c) for c in data.classes]))  # the loss of predicting every class alike
+    diverged: dict[int, tuple[int, str]] = {}
+
     def on_level(result) -> bool:
         report = analyze(kernels_in_order(result.mask), data.input_tasks, data.output_tasks, setup.coverage)
         reports[(result.seed, result.level)] = report
         rows.append(_row(result, report, _test_metrics(result.record, result, test_eval, data, setup.eval_name)))
+        reason = divergence(result.record, chance)
+        rows[-1]["diverged"] = reason is not None
+        if reason is not None:
+            diverged[result.seed] = (result.level, reason)
+            rows[-1]["status"] = "diverged"
         events.level(result.level, scalars(rows[-1], LEVEL_SCALARS) | {f"edges/{k}": v for k, v in rows[-1]["edges"].items()}, seed=result.seed)
         bar.level(result.record)
         log_fn(format_row(rows[-1]))
-        return (config.stop_on_degradation and report.status == "degraded") or (config.stop_on_split and report.status == "split")
+        return (reason is not None or (config.stop_on_degradation and report.status == "degraded")
+                or (config.stop_on_split and report.status == "split"))
 
     def on_epoch(record) -> None:
         events.epoch(record, by_seed=True)
@@ -334,10 +354,16 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
     write_jsonl(workdir / "metrics.jsonl", rows)
     summary = _summary(config, setup.shape, trajectory, rows)
     write_json(workdir / "summary.json", summary)
-    _figures(workdir, data, rows, reports, setup.shape)
+    from lth_jax import plots  # matplotlib: imported when a figure is drawn
+
+    plots.save_thesis_figures(workdir / "figures", data, rows, reports, setup.shape)
     for seed in config.seeds:
         s = summary["seeds"][str(seed)]
         log_fn(f"seed {seed}: {s['category']}, split at level {s['split_level']}, degraded at level {s['degradation_level']}")
+    if diverged:
+        seed, (level, reason) = min(diverged.items())
+        raise UserError(f"seed {seed} diverged at level {level} ({reason}; {len(diverged)} of {len(config.seeds)} seeds diverged): "
+                        f"lower learning_rate={config.learning_rate:g} and use a new workdir; the levels before it are kept")
     return summary
 
 
@@ -358,40 +384,21 @@ def _test_metrics(record, result, test_eval, data, eval_name) -> dict:
     }
 
 
+def _category(rows) -> dict:
+    """The run's split and degradation levels and category; a run that diverged is ``Diverged``."""
+    category = run_category([r["status"] for r in rows if r["status"] != "diverged"])
+    diverged = next((r["level"] for r in rows if r["status"] == "diverged"), None)
+    return {**category, "diverged_level": diverged, **({"category": "Diverged"} if diverged is not None else {})}
+
+
 def _summary(config, shape, trajectory, rows) -> dict:
     seeds = {}
     for seed in config.seeds:
         mine = [r for r in rows if r["seed"] == seed]
         seeds[str(seed)] = {
-            **run_category([r["status"] for r in mine]),
+            **_category(mine),
             "levels_trained": len(mine),
             "final_weights": mine[-1]["weights_remaining"] if mine else None,
             "final_accuracy": mine[-1]["accuracy"] if mine else None,
         }
     return {"dataset": config.dataset, "shape": list(shape), "trajectory": trajectory, "seeds": seeds}
-
-
-def _figures(workdir: epath.Path, data, rows, reports, shape) -> None:
-    from lth_jax import plots  # matplotlib: imported when a figure is drawn
-
-    figures = workdir / "figures"
-    by_seed: dict[int, list] = {}
-    for row in rows:
-        by_seed.setdefault(row["seed"], []).append(row)
-    plots.save(plots.plot_levels(by_seed, data.task_names), figures / "levels.png")
-    if max(shape) <= 256:
-        items = []
-        for seed, mine in sorted(by_seed.items()):
-            split = next((r["level"] for r in mine if r["status"] == "split"), None)
-            level = split if split is not None else mine[-1]["level"]
-            report = reports.get((seed, level))
-            if report is not None:
-                items.append((f"seed {seed}, level {level} ({report.status}, {mine[level]['weights_remaining']} weights)", report))
-        if items:
-            plots.save(plots.plot_networks(items, data.input_tasks, data.output_tasks, data.task_names), figures / "networks.png")
-    if data.image_shape is not None:
-        for seed, mine in sorted(by_seed.items()):
-            chosen = sorted({0, len(mine) // 2, len(mine) - 1})
-            degrees = [(f"level {mine[i]['level']}", reports[(seed, mine[i]["level"])].input_out_degree) for i in chosen if (seed, mine[i]["level"]) in reports]
-            if degrees:
-                plots.save(plots.plot_input_degree(degrees, data.image_shape, data.task_names), figures / f"input_degree_seed{seed}.png")

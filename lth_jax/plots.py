@@ -33,6 +33,7 @@ __all__ = [
     "plot_split_rates",
     "plot_input_degree",
     "plot_find_ticket",
+    "save_thesis_figures",
     "save",
     "percent_pruned",
     "log_ticks",
@@ -41,7 +42,8 @@ __all__ = [
 ]
 
 SHARED = "#555555"
-CATEGORY_COLORS = {"Separated": "#2ca02c", "Separated-Degraded": "#bcbd22", "Degraded": "#d62728", "Interconnected": "#1f77b4"}
+CATEGORY_COLORS = {"Separated": "#2ca02c", "Separated-Degraded": "#bcbd22", "Degraded": "#d62728", "Interconnected": "#1f77b4",
+                   "Diverged": "#7f7f7f"}
 LINE_STYLES = ("-", "--", "-.", ":")
 
 
@@ -362,3 +364,28 @@ def mean_std_curve(ax, points: Sequence[dict], *, mean: str, std: str, scale: fl
     spread = scale * np.array([p[std] for p in points])
     (line,) = ax.plot(x, y, marker="o", ms=3, **style)
     ax.fill_between(x, y - spread, y + spread, color=line.get_color(), alpha=0.15, lw=0)
+
+
+def save_thesis_figures(figures: epath.Path, data, rows, reports, shape) -> None:
+    """A parallel-task experiment's figures in ``figures/``: accuracy and active weights per level,
+    each seed's ticket at its split level (MLPs up to 256 units a layer), input degrees (image data)."""
+    by_seed: dict[int, list] = {}
+    for row in rows:
+        by_seed.setdefault(row["seed"], []).append(row)
+    save(plot_levels(by_seed, data.task_names), figures / "levels.png")
+    if max(shape) <= 256:
+        items = []
+        for seed, mine in sorted(by_seed.items()):
+            split = next((r["level"] for r in mine if r["status"] == "split"), None)
+            level = split if split is not None else mine[-1]["level"]
+            report = reports.get((seed, level))
+            if report is not None:
+                items.append((f"seed {seed}, level {level} ({report.status}, {mine[level]['weights_remaining']} weights)", report))
+        if items:
+            save(plot_networks(items, data.input_tasks, data.output_tasks, data.task_names), figures / "networks.png")
+    if data.image_shape is not None:
+        for seed, mine in sorted(by_seed.items()):
+            chosen = sorted({0, len(mine) // 2, len(mine) - 1})
+            degrees = [(f"level {mine[i]['level']}", reports[(seed, mine[i]["level"])].input_out_degree) for i in chosen if (seed, mine[i]["level"]) in reports]
+            if degrees:
+                save(plot_input_degree(degrees, data.image_shape, data.task_names), figures / f"input_degree_seed{seed}.png")

@@ -22,12 +22,16 @@ from typing import Any, Iterable, Sequence
 
 from etils import epath
 
+from lth_jax.errors import UserError
+
 __all__ = [
     "write_bytes",
     "write_json",
     "read_json",
     "write_jsonl",
     "read_jsonl",
+    "read_jsonl_prefix",
+    "note_damaged_rows",
     "write_csv",
     "is_writer",
     "sync",
@@ -134,7 +138,35 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict]) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    return [json.loads(line) for line in epath.Path(path).read_text().splitlines() if line.strip()]
+    """The rows of a JSON-lines file; a line that is not JSON is a one-line ``UserError``."""
+    rows, damaged = read_jsonl_prefix(path)
+    if damaged is not None:
+        raise UserError(f"{path}: line {damaged} is not JSON (the file was cut short or edited)")
+    return rows
+
+
+def read_jsonl_prefix(path: str | os.PathLike) -> tuple[list[dict], int | None]:
+    """The rows before the first line that is not JSON, and that line's number (``None``: none).
+    A missing file has no rows."""
+    path = epath.Path(path)
+    rows = []
+    if not path.exists():
+        return rows, None
+    for number, line in enumerate(path.read_bytes().decode("utf-8", errors="replace").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                return rows, number
+    return rows, None
+
+
+def note_damaged_rows(path: str | os.PathLike, log_fn) -> None:
+    """Say, before a run rewrites ``path`` from its finished stages, that the file was damaged."""
+    rows, damaged = read_jsonl_prefix(path)
+    if damaged is not None:
+        log_fn(f"note: {path} was cut short at line {damaged} ({len(rows)} complete rows before it); "
+               "its rows are rebuilt from the finished stages")
 
 
 def remove_tree(path: str | os.PathLike) -> None:

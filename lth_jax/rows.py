@@ -17,7 +17,7 @@ import numpy as np
 from etils import epath
 
 from lth_jax.errors import UserError
-from lth_jax.results import read_json, read_jsonl, write_jsonl
+from lth_jax.results import read_json, read_jsonl, read_jsonl_prefix, write_jsonl
 
 __all__ = ["TICKET_KINDS", "GROUP_KEYS", "ROW_KEYS", "workdir_list", "load_rows", "study_row", "StudyMetrics", "aggregate"]
 
@@ -99,9 +99,13 @@ def study_row(record: dict, ticket_kind: str, seed: int, model: str, ticket_dir,
 class StudyMetrics:
     """``metrics.jsonl``, rewritten after every stage; rows of earlier runs are kept."""
 
-    def __init__(self, path):
+    def __init__(self, path, log_fn=print):
         self.path = path
-        self.rows = {tuple(r[k] for k in _ROW_ID): r for r in (read_jsonl(path) if path.exists() else [])}
+        rows, damaged = read_jsonl_prefix(path)
+        if damaged is not None:
+            log_fn(f"note: {path} was cut short at line {damaged}: the {len(rows)} complete rows before it are kept, "
+                   "and the rows of this run's tickets are rebuilt from their stages")
+        self.rows = {tuple(r[k] for k in _ROW_ID): r for r in rows}
 
     def add(self, row: dict) -> None:
         self.rows[tuple(row[k] for k in _ROW_ID)] = row

@@ -111,8 +111,12 @@ def trajectory(total: int, *, rate: float | None = None, levels: int | None = No
                 raise UserError(f"levels=0 cannot reach target={target} from {total} weights")
             return [total]
         rate = rate_for_target(total, target, levels)
-        counts = [int(round(total * (1.0 - rate) ** level)) for level in range(levels)]
-        return counts + [target]
+        counts = [int(round(total * (1.0 - rate) ** level)) for level in range(levels)] + [target]
+        idle = next((i for i in range(1, len(counts)) if counts[i] == counts[i - 1]), None)
+        if idle is not None:
+            raise UserError(f"levels={levels} is too many to go from {total} to target={target} weights: level {idle} would "
+                            f"prune nothing (at most {total - target} levels, one weight each)")
+        return counts
     if target is not None:  # rate and target
         levels = levels_for_target(total, target, rate)
         counts = [int(round(total * (1.0 - rate) ** level)) for level in range(levels + 1)]
@@ -161,7 +165,10 @@ def extension_shape(base_shape: Sequence[int], level: int, rate: float = 0.32) -
     if level == 0:
         return shape
     d_in, d_out, n_hidden = shape[0], shape[-1], len(shape) - 2
-    wanted = weight_count(shape) / (1.0 - rate) ** level
+    kept = (1.0 - rate) ** level
+    if kept < 1e-100:  # (and 0.0 after underflow): far beyond any network that can be built
+        raise UserError(f"extension_level={level} asks for {weight_count(shape)} / {1.0 - rate:g}^{level} weights, more than any machine holds")
+    wanted = weight_count(shape) / kept
     a, b = n_hidden - 1, d_in + d_out
     width = wanted / b if a == 0 else (-b + math.sqrt(b * b + 4 * a * wanted)) / (2 * a)
     width = max(1, int(round(width)))

@@ -373,7 +373,7 @@ def run_transfer_study(c, study: TransferStudy, workdir: str | os.PathLike, *, t
     if not (workdir / "config.json").exists():
         write_json(workdir / "config.json", {"source_config": plan.source_c.to_dict(), "target_config": plan.target_base.to_dict(),
                                              "study": dataclasses.asdict(study), "levels": plan.levels, "environment": environment()})
-    metrics = StudyMetrics(workdir / "metrics.jsonl")
+    metrics = StudyMetrics(workdir / "metrics.jsonl", log_fn)
     if study.source_workdir is None:
         for seed in study.seeds:
             log_fn(f"source {plan.source_c.dataset} ({plan.source_c.optimizer.name}), seed {seed}: finding tickets")

@@ -40,9 +40,9 @@ def test_imp_mlp_prints_a_table_and_writes_its_outputs(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--config.rate=1.5"], "error: rate=1.5 is outside the open interval (0, 1)"),
-        (["--config.shape=4,8,3"], "error: shape=(4, 8, 3) must start with 4 inputs and end with 2 outputs"),
-        (["--config.levels=-1"], "error: levels=-1 is negative"),
+        (["--config.rate=1.5"], "error: --config.rate=1.5 is outside the open interval (0, 1)"),
+        (["--config.shape=4,8,3"], "error: --config.shape=(4, 8, 3) must start with 4 inputs and end with 2 outputs"),
+        (["--config.levels=-1"], "error: --config.levels=-1 is negative"),
         (["--config.levels=x"], "error: flag --config.levels=x: invalid literal for int()"),
         (["--config.rewind=1epoch"], "error: step spec '1epoch' is not a step count"),
         (["--config.optimizer=rmsprop"], "error: optimizer name='rmsprop' is not one of sgd, adam, adamw"),

@@ -134,7 +134,7 @@ def test_script_bad_input_is_one_line_and_loses_nothing(tmp_path, lenet_source):
     metrics, times = (tmp_path / "metrics.jsonl").read_text(), record_times(tmp_path)
     cases = [
         ([*lenet, "--config.levels=7"], f"error: level 7 does not exist in {lenet_source}; levels that do: 0, 1, 2"),
-        ([*lenet, "--config.target_optimizer=rmsprop"], "error: target_optimizer='rmsprop' is not one of config, sgd, adam"),
+        ([*lenet, "--config.target_optimizer=rmsprop"], "error: --config.target_optimizer='rmsprop' is not one of config, sgd, adam"),
         ([*lenet, "--target_config=experiments/configs/find_ticket_digits_conv2.py", "--config.levels=1"],
          "error: the ticket does not fit the target model: the target has conv_0/bias (64,), the ticket has no such parameter"),
         ([*lenet, "--config.levels=1", "--config.reinit_head=true"],
