@@ -252,7 +252,7 @@ def plot_split_rates(table: Sequence[dict], *, xlabel: str, titles: dict) -> Fig
             if not cells:
                 continue
             rate = np.array([c["split_rate"] for c in cells])
-            error = np.array([rate - [c["ci_low"] for c in cells], [c["ci_high"] for c in cells] - rate])
+            error = np.maximum(0.0, [rate - [c["ci_low"] for c in cells], [c["ci_high"] for c in cells] - rate])
             seeds = "/".join(sorted({str(c["seeds"]) for c in table if c["system"] == system}, key=int))
             step = min(np.diff(sorted({c["x"] for c in table})), default=1)
             x = np.array([c["x"] for c in cells], float) + 0.12 * step * (i - 1)  # side by side

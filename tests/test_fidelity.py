@@ -10,23 +10,23 @@ import pytest
 from conftest import REPO, script_env
 from helpers import assert_one_line_error
 
-from lth_jax import fidelity
+from lth_jax import fidelity, fidelity_report
 from lth_jax.errors import UserError
 from lth_jax.parallel_tasks import ThesisConfig
 from lth_jax.structure import analyze
 
 
 def test_wilson_interval_matches_known_values():
-    lo, hi = fidelity.wilson_interval(0, 4)
+    lo, hi = fidelity_report.wilson_interval(0, 4)
     assert lo == 0.0 and hi == pytest.approx(0.4899, abs=1e-4)
     # p = 0.4, n = 40: centre (0.4 + z²/80) / (1 + z²/40) = 0.40876, half-width 0.14528
-    lo, hi = fidelity.wilson_interval(16, 40)
+    lo, hi = fidelity_report.wilson_interval(16, 40)
     assert (lo, hi) == pytest.approx((0.26348, 0.55405), abs=1e-4)
-    lo, hi = fidelity.wilson_interval(40, 40)
+    lo, hi = fidelity_report.wilson_interval(40, 40)
     assert hi == 1.0 and lo == pytest.approx(0.9124, abs=1e-4)
-    assert fidelity.wilson_interval(0, 0) == (0.0, 1.0)
+    assert fidelity_report.wilson_interval(0, 0) == (0.0, 1.0)
     # more seeds, narrower interval around the same rate
-    assert np.diff(fidelity.wilson_interval(8, 32)) < np.diff(fidelity.wilson_interval(2, 8))
+    assert np.diff(fidelity_report.wilson_interval(8, 32)) < np.diff(fidelity_report.wilson_interval(2, 8))
 
 
 def test_points_name_the_thesis_grids():
@@ -54,7 +54,7 @@ def test_seed_rows_and_the_point_table():
     assert rows[0]["active_at_split"] == 49 and rows[0]["loss_at_split"] == pytest.approx(0.2) and rows[0]["epochs"] == 30
     assert rows[2]["active_at_split"] is None and rows[2]["degradation_level"] == 1
     rows += [fidelity.seed_row("thesis_code", "w48_L10", seed, _levels(["interconnected"] * 3)) for seed in range(4)]
-    table = fidelity.point_table(rows)
+    table = fidelity_report.point_table(rows)
     ours, theirs, published = (next(c for c in table if c["system"] == s) for s in fidelity.SYSTEMS)
     assert (published["seeds"], published["splits"]) == (4, 3)  # the thesis's figure: 3 of 4 at width 48, 10 levels
     assert ours["overlaps_published"] is theirs["overlaps_published"] is True
@@ -65,7 +65,7 @@ def test_seed_rows_and_the_point_table():
     # 0 of 40 against 40 of 40: the intervals do not overlap
     far = [fidelity.seed_row("lth_jax", "ext3", s, _levels(["split"])) for s in range(40)]
     far += [fidelity.seed_row("thesis_code", "ext3", s, _levels(["interconnected"])) for s in range(40)]
-    assert {c.get("intervals_overlap") for c in fidelity.point_table(far) if c["system"] != "thesis_published"} == {False}
+    assert {c.get("intervals_overlap") for c in fidelity_report.point_table(far) if c["system"] != "thesis_published"} == {False}
 
 
 def test_thesis_code_statuses_come_from_its_untapped_potential(tmp_path):
@@ -133,3 +133,14 @@ def test_the_lth_jax_side_on_a_tiny_point_writes_the_report(tmp_path):
     # a point that is not one of the grids' is one line
     bad = subprocess.run(args[:4] + ["--config.points=w31"], cwd=REPO, capture_output=True, text=True, timeout=120, env=script_env())
     assert_one_line_error(bad, "point 'w31' is not extN (E1), e2_extN (E2) or wW_LN (E4)")
+
+
+def test_row_table_counts_initializations_across_a_row():
+    def row(point, seed, split):
+        return fidelity.seed_row("lth_jax", point, seed, _levels(["interconnected", "split" if split else "interconnected"]))
+
+    rows = [row("w38_L06", 0, True), row("w38_L10", 0, False), row("w38_L06", 1, False), row("w38_L10", 1, False),
+            row("w38_L06", 2, True), row("w38_L10", 2, True), row("w38_L10", 3, True)]  # seed 3 lacks L06: left out
+    (cell,) = fidelity_report.row_table(rows)
+    assert (cell["width"], cell["level_counts"], cell["seeds"], cell["seeds_that_split"]) == (38, [6, 10], 3, 2)
+    assert cell["none_of_4_seeds"] == pytest.approx((1 / 3) ** 4)

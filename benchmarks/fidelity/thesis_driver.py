@@ -107,6 +107,22 @@ def fast_tensor_batches() -> None:
     fetch._MapDatasetFetcher.fetch = batched_fetch
 
 
+def batched_test_loader() -> None:
+    """The test loader of the thesis's code when its grids were run (commit 8745f36, February 2024):
+    batches of the training batch size, and early stopping on the unweighted mean of the batch means
+    (15 batches of 64 and one of 40 for Moons+Circles); its last version evaluates one batch of 1000."""
+    from torch.utils.data import DataLoader
+    from training import datasets
+
+    original = datasets.make_dataloaders
+
+    def make_dataloaders(x_train, y_train, x_test, y_test, batch_size):
+        train, test = original(x_train, y_train, x_test, y_test, batch_size)
+        return train, DataLoader(test.dataset, batch_size=batch_size)
+
+    datasets.make_dataloaders = make_dataloaders
+
+
 def install_hooks(capture: Capture):
     import networkx as nx
     from training import pruning  # noqa: F401  (first, as the thesis's runner does: its imports are circular)
@@ -214,6 +230,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default="0-3", help="e.g. 0-15 or 0,2,5")
     parser.add_argument("--out", required=True, help="JSON-lines file the results are appended to")
     parser.add_argument("--exact_loader", action="store_true", help="keep the DataLoader's per-example fetch (slower; same numbers)")
+    parser.add_argument("--test_loader", choices=("full", "batched"), default="full",
+                        help="full: one test batch (the published code); batched: the batch size, as when the grids were run")
     args = parser.parse_args(argv)
     project = os.path.join(os.path.abspath(args.thesis_repo), "project")
     if not os.path.isdir(os.path.join(project, "training")):
@@ -233,6 +251,8 @@ def main(argv=None) -> None:
     sys.path.insert(0, project)
     capture = Capture()
     install_hooks(capture)
+    if args.test_loader == "batched":
+        batched_test_loader()
     import sklearn
 
     done = set()
@@ -257,7 +277,7 @@ def main(argv=None) -> None:
                 os.path.join(mask_dir, f"{name}_seed{seed}.npz"),
                 **{f"level{l}_layer{i}": m for l, masks in enumerate(capture.masks) for i, m in enumerate(masks)},
             )
-            record = {"system": "thesis_code", "point": name, "seed": seed, **result,
+            record = {"system": "thesis_code", "point": name, "seed": seed, "test_loader": args.test_loader, **result,
                       "versions": {"torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__}}
             with open(args.out, "a") as f:
                 f.write(json.dumps(record) + "\n")
