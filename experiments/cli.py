@@ -125,7 +125,7 @@ def workdir_experiment(workdir: str) -> str | None:
             return experiment
     settings, config = read("settings.json"), read("config.json")  # a stage's settings; the run's config
     if isinstance(settings, dict) and settings.get("kind"):
-        return settings["kind"]
+        return {"imp": "find_ticket"}.get(settings["kind"], settings["kind"])  # find_ticket's IMP run is the workdir
     if isinstance(config, dict):
         if "source_config" in config:
             return "transfer"

@@ -144,7 +144,9 @@ def test_imp_killed_at_every_write_resumes_to_the_same_tickets(tmp_path, monkeyp
 def test_the_thesis_experiment_killed_at_every_write_resumes_to_the_same_results(tmp_path, monkeypatch):
     # The figures are drawn anew at the end of every run and are not part of what resumes;
     # drawing them at every moment would only cost time.
-    monkeypatch.setattr(parallel_tasks, "_figures", lambda *args: None)
+    from lth_jax import plots
+
+    monkeypatch.setattr(plots, "save_thesis_figures", lambda *args: None)
     moments = crash_everywhere(thesis_run, tmp_path, monkeypatch)
     assert any("summary.json" in m for m in moments) and any("seed_0/level_01" in m for m in moments)
 

@@ -152,7 +152,7 @@ def test_script_with_overrides(tmp_path):
         (["--config.dataset=cifar10", "--data_dir=/elsewhere/tfds"], "error: TFDS dataset 'cifar10' is not prepared in /elsewhere/tfds/cifar10/3.0.2"),
         (["--config.optimizer.name=rmsprop"], "error: optimizer name='rmsprop' is not one of sgd, adam, adamw"),
         (["--config.model_kwargs.depth=3"], "error: a --config override names a field the config does not have: 'depth'"),
-        (["--config=experiments/configs/nope.py"], "error: the config file does not load: Failed loading config file"),
+        (["--config=experiments/configs/nope.py"], "error: --config=experiments/configs/nope.py is neither a config file nor a preset"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, message):
