@@ -76,15 +76,17 @@ def point_table(rows: Sequence[dict]) -> list[dict]:
 
 
 def row_table(rows: Sequence[dict]) -> list[dict]:
-    """Per E4 width and system: of the seeds run at every level count of the row, those that split at
-    one or more of them, with the interval of that rate, and the chance that 4 seeds drawn at that rate
+    """Per E4 width and system: of the seeds run at every level count of the row that both systems ran,
+    those that split at one or more of them, with the interval of that rate, and the chance that 4 seeds drawn at that rate
     all never split. The thesis's grid reuses its 4 seeds (4 initializations) in every cell of a row."""
     table = []
     e4 = [r for r in rows if experiment_of(r["point"]) == "E4"]
     for width in sorted({_axis(r["point"])[1] for r in e4}):
+        # the level counts every system ran, so that the systems' rows count the same cells
+        ran = [{_axis(r["point"])[0] for r in e4 if r["system"] == system and _axis(r["point"])[1] == width} for system in SYSTEMS[:2]]
+        counts = sorted(set.intersection(*[c for c in ran if c]))
         for system in SYSTEMS[:2]:
-            mine = [r for r in e4 if r["system"] == system and _axis(r["point"])[1] == width]
-            counts = sorted({_axis(r["point"])[0] for r in mine})
+            mine = [r for r in e4 if r["system"] == system and _axis(r["point"])[1] == width and _axis(r["point"])[0] in counts]
             by_seed = {}
             for r in mine:
                 by_seed.setdefault(r["seed"], {})[_axis(r["point"])[0]] = r["split"]

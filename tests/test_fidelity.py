@@ -144,3 +144,7 @@ def test_row_table_counts_initializations_across_a_row():
     (cell,) = fidelity_report.row_table(rows)
     assert (cell["width"], cell["level_counts"], cell["seeds"], cell["seeds_that_split"]) == (38, [6, 10], 3, 2)
     assert cell["none_of_4_seeds"] == pytest.approx((1 / 3) ** 4)
+    # with the thesis's code at 10 levels only, both rows count the 10-level cell alone
+    theirs = fidelity.seed_row("thesis_code", "w38_L10", 0, _levels(["interconnected"] * 2))
+    ours, code = fidelity_report.row_table(rows + [theirs])
+    assert ours["level_counts"] == code["level_counts"] == [10] and (ours["seeds"], ours["seeds_that_split"]) == (4, 2)
