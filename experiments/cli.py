@@ -72,7 +72,8 @@ def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | 
         # Library logs (orbax's info lines, TFDS's warnings before a one-line error) only with --verbosity.
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.ERROR)
-        experiment, workdir = Path(sys.argv[0]).stem, getattr(flags.FLAGS, "workdir", None) if "workdir" in flags.FLAGS else None
+        experiment = Path(sys.argv[0]).stem
+        workdir = flags.FLAGS.workdir if "workdir" in flags.FLAGS else None
         try:
             if workdir:
                 claim_workdir(workdir, experiment)
@@ -135,7 +136,6 @@ def workdir_experiment(workdir: str) -> str | None:
         if isinstance(inner, dict):
             return "find_ticket" if "model" in inner else "imp_mlp"
     return None
-
 
 
 def claim_workdir(workdir: str, experiment: str) -> None:
