@@ -34,6 +34,7 @@ from lth_jax.masks import apply_mask
 from lth_jax.train import (
     TrainConfig,
     TrainState,
+    diverged_loss,
     early_stopping_update,
     eval_step,
     evaluate,
@@ -210,7 +211,12 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
             new_best, new_counter, stops = early_stopping_update(best, counter, loss, plan["patience"])
             update = active[:, j].any(axis=1) & evaluated & (plan["patience"] >= 0)
             best, counter = jnp.where(update, new_best, best), jnp.where(update, new_counter, counter)
-            stop = jnp.any(update & stops & (j + 1 < plan["left"]))
+            # a diverged loss stops the chunk too, and the loop then stops that replica (the loop's rule, per replica)
+            def diverged(train, eval_loss):
+                return diverged_loss(train["loss"] / jnp.maximum(train["count"], 1.0), plan["diverge"]) | diverged_loss(eval_loss, plan["diverge"])
+
+            diverging = active[:, j].any(axis=1) & jax.vmap(diverged)(train_sums, loss)
+            stop = jnp.any(update & stops & (j + 1 < plan["left"])) | jnp.any(diverging)
             outputs = jax.tree.map(lambda o, v: o.at[j].set(v), outputs, (train_sums, eval_sums))
             return j + 1, states, outputs, best, counter, stop
 
@@ -338,7 +344,7 @@ class VmappedEpochs:
     def epochs(self, carry, epoch, n_epochs, starts, data_seeds, *, evaluated, stopping, rewind_step, capture):
         """Up to ``n_epochs`` epochs from ``epoch`` of the replicas whose ``starts`` is a step.
 
-        ``stopping``: ``(best_losses, counters, patience)`` of every replica. Returns
+        ``stopping``: ``(best_losses, counters, patience, divergence_loss)`` of every replica. Returns
         ``(carry, [(train_sums, eval_sums) per epoch], seconds per epoch)``, each sums
         list with one entry per replica (None where a replica did not run that epoch:
         a replica that does not run, or one of a device whose chunk ended earlier).
@@ -347,7 +353,7 @@ class VmappedEpochs:
         if not 1 <= n_epochs <= chunk:
             raise ValueError(f"n_epochs={n_epochs} is outside [1, {chunk}]")
         running = [r for r, s in enumerate(starts) if s is not None]
-        best, counters, patience = stopping
+        best, counters, patience, divergence_loss = stopping
         flags = np.array(list(evaluated) + [False] * (chunk - len(evaluated)), bool)
         began, launched = time.perf_counter(), []
         groups = _groups(running, total, len(self.devices))
@@ -361,6 +367,7 @@ class VmappedEpochs:
                 "n": np.int32(n_epochs), "evaluated": flags, "patience": np.int32(-1 if patience is None else patience),
                 "best": np.array([best[r] for r in rows], np.float32), "counter": np.array([counters[r] for r in rows], np.int32),
                 "left": np.int32(self.config.epochs - epoch),
+                "diverge": np.float32(np.inf if divergence_loss is None else divergence_loss),
             }
             inputs = jax.device_put((part, indices, weights, active, plan), device)
             launched.append((group, rows, active, self._program(*inputs[:4], self._arrays(device), inputs[4])))

@@ -12,12 +12,14 @@ files in ``tensorboard/``); :func:`run` is the experiment that
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from etils import epath
 from ml_collections import config_dict
 
@@ -32,6 +34,7 @@ from lth_jax.models import get_model
 from lth_jax.optim import OptimizerRecipe
 from lth_jax.progress import Progress
 from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
+from lth_jax.sizes import DIVERGENCE_FACTOR, activation_values, check_disk, check_memory, divergence
 from lth_jax.tensorboard import EventLog, scalars
 from lth_jax.train import TrainConfig
 from lth_jax.trajectory import PruningPlan
@@ -53,6 +56,7 @@ __all__ = [
     "planned_trajectory",
     "abstract_params",
     "recipe_settings",
+    "check_sizes",
 ]
 
 # The optimizers of Morcos et al.'s optimizer transfer (as the ReScience C 2020 replication sets them). Only the
@@ -148,6 +152,19 @@ def planned_trajectory(c) -> list[int]:
     return plan.trajectory(mask_lib.count_prunable(params, mask_lib.prunable_rule(plan.exclude)))
 
 
+def check_sizes(c, workdir: str | os.PathLike) -> None:
+    """Refuse (``UserError``), before data or weights are allocated, a run of config ``c`` whose
+    parameters, optimizer state and a batch's activations do not fit in this machine's memory
+    (the batch split over the local devices), or whose levels do not fit on ``workdir``'s disk."""
+    num_classes = get_spec(c.dataset).num_classes
+    parameters = sum(math.prod(p.shape) for p in jax.tree.leaves(abstract_params(c, num_classes)))
+    per_device = -(-int(c.training.batch_size) // max(1, jax.local_device_count()))
+    values = activation_values(build_model(c, num_classes), jnp.zeros((1,) + tuple(c.input_shape), jnp.float32))
+    given = f"batch_size={c.training.batch_size} with model={c.model}"
+    check_memory(parameters, 1, given, activation_bytes=values * per_device * (2 if c.mixed_precision else 4))
+    check_disk(parameters, len(planned_trajectory(c)), 1, int(c.training.epochs), workdir, f"model={c.model}")
+
+
 # Config fields that do not change what a recipe computes.
 VOLATILE_FIELDS = ("data_dir", "download", "workers")
 VOLATILE_TRAINING = ("log_every_epochs", "checkpoint_every_epochs", "checkpoint_every_seconds", "checkpoint_async")
@@ -210,7 +227,7 @@ LEVEL_SCALARS = ("weights_remaining", "fraction_remaining", "test_accuracy", "te
 def metrics_row(record: dict) -> dict:
     """A ``metrics.jsonl`` row from a level record."""
     keys = ("level", "weights_remaining", "fraction_remaining", "test_accuracy", "test_loss", "train_loss", "train_accuracy",
-            "examples_per_second", "stopped_early", "steps", "seconds")
+            "examples_per_second", "stopped_early", "diverged", "steps", "seconds")
     return {**{k: record.get(k) for k in keys}, "epoch": record["epochs"]}
 
 
@@ -236,6 +253,7 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     ``progress``: a progress bar (default: when stderr is a terminal and ``log_fn``
     is ``print``)."""
     workdir = epath.Path(workdir)
+    check_sizes(c, workdir)
     data = load_data(c) if data is None else data
     args, kwargs = _imp_arguments(c, data)
     check_imp(*args, workdir=workdir, **kwargs)  # a rejected rerun writes nothing
@@ -253,20 +271,29 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     rule = mask_lib.prunable_rule(plan.exclude)
     events = EventLog(workdir / "tensorboard")
 
-    def on_level(result) -> None:
+    chance = float(np.log(data.num_classes))  # the loss of predicting every class alike
+    diverged: list[tuple[int, str]] = []
+
+    def on_level(result) -> bool:
         rows.append(metrics_row(result.record))
+        reason = divergence(result.record, chance)
+        rows[-1]["diverged"] = reason is not None
         layers.append(mask_lib.sparsity_report(result.mask, rule))
         write_jsonl(workdir / "metrics.jsonl", rows)
         events.level(result.level, scalars(rows[-1], LEVEL_SCALARS))
         bar.level(result.record)
         log_fn(format_level(result.record))
+        if reason is not None:  # pruning diverged weights would rank NaNs: the run stops here
+            diverged.append((result.level, reason))
+        return reason is not None
 
     def on_epoch(record) -> None:
         events.epoch(record)
         bar.epoch(record)
 
     try:
-        result = run_imp(*args, workdir=workdir, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn, **kwargs)
+        result = run_imp(*args, workdir=workdir, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
+                         divergence_loss=DIVERGENCE_FACTOR * chance, **kwargs)
     finally:
         events.close()
         bar.close()
@@ -285,6 +312,10 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     from lth_jax import plots  # matplotlib: imported when a figure is drawn
 
     plots.save(plots.plot_find_ticket(rows, layers, title), workdir / "figures" / "levels.png")
+    if diverged:
+        level, reason = diverged[0]
+        raise UserError(f"seed {c.seed} diverged at level {level} ({reason}): lower --config.optimizer.learning_rate="
+                        f"{c.optimizer.learning_rate:g} and use a new workdir; the levels before it are kept")
     return summary
 
 

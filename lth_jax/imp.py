@@ -65,6 +65,7 @@ class ImpOptions:
     hooks: Sequence[Callable] = ()
     on_epoch: Callable[[dict], None] | None = None
     eval_name: str = "test"
+    divergence_loss: float | None = None
     log_fn: Callable[[str], None] = print
 
 
@@ -319,9 +320,12 @@ class _Imp:
         began = time.perf_counter()
         rewind_step = self.rewind_step if level == 0 else None
         results = fit_replicas([r for r, _, _ in started], self.executor, self.config, rewind_step=rewind_step,
-                               eval_name=self.options.eval_name, log_fn=self.log)
+                               eval_name=self.options.eval_name, divergence_loss=self.options.divergence_loss, log_fn=self.log)
         seconds = (time.perf_counter() - began) / len(seeds)
         for s, (_, stage, mask), result in zip(seeds, started, results):
+            if s.rewind is None and result.progress.diverged:
+                raise UserError(f"{self.tag(s, level)} diverged at step {int(result.state.step)}, before the rewind step "
+                                f"{self.rewind_step} (loss NaN, infinite or far above chance): lower the learning rate")
             if s.rewind is None:  # early stopping ended level 0 before the rewind step
                 raise UserError(f"{self.tag(s, level)} stopped early at step {int(result.state.step)}, before the rewind step "
                                 f"{self.rewind_step}: rewind earlier or raise the early-stopping patience")
@@ -377,7 +381,8 @@ def run_imp(model, objective: Objective, train_data, eval_data, config: TrainCon
         layer), ``settings`` (more settings that change results, e.g. the dataset,
         recorded and compared on resume), ``hooks`` (``hook(state, epoch_record)`` after every epoch),
         ``on_epoch(epoch_record)`` (the record alone, with ``level`` and ``seed``),
-        ``eval_name``, ``log_fn``.
+        ``eval_name``, ``divergence_loss`` (a level whose loss is NaN, infinite or
+        above it stops at that epoch: its record says ``diverged``), ``log_fn``.
     """
     return _Imp(model, objective, train_data, eval_data, config, plan, ImpOptions(**options)).run([_Seed(seed, workdir)])[0]
 

@@ -22,11 +22,11 @@ import jax
 import numpy as np
 
 from lth_jax.executors import DataParallelEpochs
-from lth_jax.train import TrainConfig, TrainState, averages, early_stopping_update  # noqa: F401 (re-exported)
+from lth_jax.train import TrainConfig, TrainState, averages, diverged_loss, early_stopping_update  # noqa: F401 (re-exported)
 
 __all__ = [
     "Replica", "RewindState", "FitProgress", "FitResult", "fit_replicas", "fit", "level_record", "format_level",
-    "early_stopping_update", "format_record",
+    "early_stopping_update", "format_record", "diverged_loss",
 ]
 
 Hook = Callable[[TrainState, dict], None]
@@ -49,6 +49,11 @@ class FitProgress:
     best_loss: float = math.inf
     patience_counter: int = 0
     stopped_early: bool = False
+    diverged: bool = False  # a loss became NaN or infinite: training stopped there
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_early or self.diverged
 
     def to_dict(self) -> dict:
         return {
@@ -56,12 +61,14 @@ class FitProgress:
             "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
             "patience_counter": self.patience_counter,
             "stopped_early": self.stopped_early,
+            "diverged": self.diverged,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitProgress":
         best = d.get("best_loss")
-        return cls(list(d.get("history", [])), math.inf if best is None else float(best), int(d.get("patience_counter", 0)), bool(d.get("stopped_early", False)))
+        return cls(list(d.get("history", [])), math.inf if best is None else float(best), int(d.get("patience_counter", 0)),
+                   bool(d.get("stopped_early", False)), bool(d.get("diverged", False)))
 
 
 @dataclasses.dataclass
@@ -112,8 +119,10 @@ def close_epoch(
     eval_metrics: dict | None,
     eval_name: str,
     total_steps: int,
+    divergence_loss: float | None = None,
 ) -> None:
-    """Add the eval metrics to ``record``, apply early stopping, append it to the history."""
+    """Add the eval metrics to ``record``, apply early stopping and the divergence stop (a train
+    or eval loss that is NaN, infinite or above ``divergence_loss``), append it to the history."""
     if eval_metrics is not None:
         record.update(eval_metrics)
         record["evaluated"] = True
@@ -125,6 +134,8 @@ def close_epoch(
             else:
                 progress.patience_counter += 1
             progress.stopped_early = progress.patience_counter >= config.early_stopping_patience and record["step"] < total_steps
+    if any(diverged_loss(record.get(key, 0.0), divergence_loss) for key in ("train_loss", f"{eval_name}_loss")):
+        progress.diverged = True
     progress.history.append(record)
 
 
@@ -150,6 +161,7 @@ def level_record(level: int, counts: dict, result, seconds: float, rewind_step: 
         "steps": int(result.state.step),
         "rewind_step": rewind_step,
         "stopped_early": result.progress.stopped_early,
+        "diverged": result.progress.diverged,
         "examples_per_second": float(np.median(speeds)) if speeds else None,
         "seconds": seconds,
     }
@@ -163,6 +175,8 @@ def format_level(record: dict) -> str:
             shown = "/".join(f"{v:.4f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
             parts.append(f"{key} {shown}")
     parts.append(f"epochs {record['epochs']:>4d}{' (early stop)' if record['stopped_early'] else ''}")
+    if record.get("diverged"):
+        parts.append("DIVERGED")
     return "  ".join(parts)
 
 
@@ -240,6 +254,7 @@ def fit_replicas(
     *,
     rewind_step: int | None = None,
     eval_name: str = "test",
+    divergence_loss: float | None = None,
     log_fn: Callable[[str], None] = print,
 ) -> list[FitResult]:
     """Train every replica from its step to the end of the schedule (``config.epochs``).
@@ -247,7 +262,9 @@ def fit_replicas(
     Each epoch record holds the training metrics and, on evaluated epochs
     (``config.eval_every_epochs``, and the last), the eval metrics named
     ``{eval_name}_...``. ``rewind_step``: capture the weights and batch
-    statistics there (returned in each :class:`FitResult`).
+    statistics there (returned in each :class:`FitResult`). A replica whose
+    train or eval loss becomes NaN, infinite or larger than ``divergence_loss``
+    stops after that epoch (``progress.diverged``), like an early stop.
     """
     spe = executor.steps_per_epoch
     total = config.epochs * spe
@@ -269,14 +286,15 @@ def fit_replicas(
             capture(r, executor.state(carry, r))
     clock = CheckpointClock(config)
     while True:
-        running = [steps[r] < total and not progresses[r].stopped_early for r in range(n)]
+        running = [steps[r] < total and not progresses[r].stopped for r in range(n)]
         if not any(running):
             break
         epoch = min(steps[r] // spe for r in range(n) if running[r])
         starts = [steps[r] if running[r] and steps[r] // spe == epoch else None for r in range(n)]
         later = [steps[r] // spe for r in range(n) if running[r] and starts[r] is None]
         n_epochs = _chunk_epochs(executor, config, epoch, rewind_step, later, any(replicas[r].hooks for r in range(n) if starts[r] is not None))
-        stopping = ([p.best_loss for p in progresses], [p.patience_counter for p in progresses], config.early_stopping_patience)
+        stopping = ([p.best_loss for p in progresses], [p.patience_counter for p in progresses], config.early_stopping_patience,
+                    divergence_loss)
         carry, chunk, seconds = executor.epochs(
             carry, epoch, n_epochs, starts, [r.data_seed for r in replicas],
             evaluated=[is_eval_epoch(config, e + 1, (e + 1) * spe, total) for e in range(epoch, epoch + n_epochs)],
@@ -286,18 +304,19 @@ def fit_replicas(
         due = [clock.due(epoch + ran[r]) if ran[r] else False for r in range(n)]
         for j, (train_sums, eval_sums) in enumerate(chunk):
             for r in (r for r in range(n) if train_sums[r] is not None):
-                if progresses[r].stopped_early:  # the executor runs a chunk only up to the first stop
-                    raise RuntimeError(f"replica {r} trained past its early stop in epoch {epoch + j}")
+                if progresses[r].stopped:  # the executor runs a chunk only up to the first stop
+                    raise RuntimeError(f"replica {r} trained past its early stop or divergence in epoch {epoch + j}")
                 last = j == ran[r] - 1
                 steps[r] = (epoch + j + 1) * spe
                 record = train_record(epoch + j + 1, steps[r], train_sums[r], seconds[r])
                 eval_metrics = averages(eval_sums[r], eval_name) if eval_sums[r] is not None else None
-                close_epoch(progresses[r], record, config, eval_metrics=eval_metrics, eval_name=eval_name, total_steps=total)
+                close_epoch(progresses[r], record, config, eval_metrics=eval_metrics, eval_name=eval_name, total_steps=total,
+                            divergence_loss=divergence_loss)
                 if wants_log(config, epoch + j + 1, steps[r], total):
                     log_fn(format_record(record, replicas[r].log_prefix))
                 for callback in replicas[r].on_epoch:
                     callback(record)
-                wants_checkpoint = last and due[r] and replicas[r].checkpoint is not None and steps[r] < total and not progresses[r].stopped_early
+                wants_checkpoint = last and due[r] and replicas[r].checkpoint is not None and steps[r] < total and not progresses[r].stopped
                 at_rewind = rewind_step is not None and steps[r] == rewind_step
                 if not (at_rewind or wants_checkpoint or replicas[r].hooks):
                     continue

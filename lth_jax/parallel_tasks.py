@@ -29,7 +29,7 @@ from lth_jax.imp import check_imp, run_imp_seeds
 from lth_jax.models.mlp import MLP, kernels_in_order
 from lth_jax.optim import OptimizerRecipe
 from lth_jax.progress import Progress
-from lth_jax.sizes import check_memory, divergence
+from lth_jax.sizes import DIVERGENCE_FACTOR, check_disk, check_memory, divergence
 from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
 from lth_jax.stage import Stage
 from lth_jax.structure import StructureReport, analyze, run_category
@@ -292,9 +292,11 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
     (default: when stderr is a terminal and ``log_fn`` is ``print``).
     """
     workdir = epath.Path(workdir)
-    shape = config.network()[0]
+    shape, plan = config.network()
     given = f"extension_level={config.extension_level}" if config.shape is None else f"shape={','.join(map(str, shape))}"
-    check_memory(weight_count(shape) + sum(shape[1:]), len(config.seeds), given)
+    parameters = weight_count(shape) + sum(shape[1:])
+    check_memory(parameters, len(config.seeds), given)
+    check_disk(parameters, len(plan.trajectory(weight_count(shape))), len(config.seeds), config.epochs, workdir, given)
     data = load_task_data(
         config.dataset, data_seed=config.data_seed, num_tasks=config.num_tasks, data_dir=config.data_dir, download=config.download
     )
@@ -346,7 +348,8 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
         bar.epoch(record)
 
     try:
-        run_imp_seeds(*args, vmap=config.vmap, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn, **kwargs)
+        run_imp_seeds(*args, vmap=config.vmap, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
+                      divergence_loss=DIVERGENCE_FACTOR * chance, **kwargs)
     finally:
         events.close()
         bar.close()

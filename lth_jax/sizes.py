@@ -1,21 +1,32 @@
 """What a run needs and how it can fail: memory for its parameters and seeds, checked before anything
-is allocated; divergence of a level's training, checked when it ends."""
+is allocated; divergence of a level's training (a NaN or infinite loss stops the training loop at
+that epoch; a finite loss far above chance is read at the level's end)."""
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 
 import jax
 
 from lth_jax.errors import UserError
 
-__all__ = ["BYTES_PER_PARAMETER", "memory_bytes", "check_memory", "DIVERGENCE_FACTOR", "divergence"]
+__all__ = ["BYTES_PER_PARAMETER", "memory_bytes", "check_memory", "disk_bytes", "free_disk_bytes", "check_disk",
+           "activation_values", "DIVERGENCE_FACTOR", "divergence"]
 
 # Per parameter and replica while a level trains: the parameters, gradients, the optimizer's two
 # moments, the mask, the initialization kept for the reset and the trained copy kept for the prune
 # (float32), with margin.
 BYTES_PER_PARAMETER = 40
+
+
+def _size(n: float) -> str:
+    """``n`` bytes for a person: ``512 KiB``, ``3.2 GiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit in ("bytes", "KiB") else f"{n:,.1f} {unit}"
+        n /= 1024
 
 
 def memory_bytes() -> int:
@@ -25,15 +36,68 @@ def memory_bytes() -> int:
     return min(limit, stats.get("bytes_limit", limit))
 
 
-def check_memory(parameters: int, replicas: int, given: str, available: int | None = None) -> None:
+def check_memory(parameters: int, replicas: int, given: str, available: int | None = None, activation_bytes: int = 0) -> None:
     """Refuse (``UserError`` naming ``given``, the setting as the user typed it) a model of
-    ``parameters`` parameters trained as ``replicas`` seeds that cannot fit in memory."""
-    need = parameters * BYTES_PER_PARAMETER * replicas
+    ``parameters`` parameters trained as ``replicas`` seeds (with ``activation_bytes`` for a
+    batch's activations on one device) that cannot fit in memory."""
+    need = parameters * BYTES_PER_PARAMETER * replicas + activation_bytes
     available = memory_bytes() if available is None else available
     if need > available:
-        raise UserError(f"{given} makes a model of {parameters:,} parameters: about {need / 2**30:,.1f} GiB for "
-                        f"{replicas} seeds, more than the {available / 2**30:,.1f} GiB of memory here; "
-                        "choose a smaller network or fewer seeds")
+        what = f"{replicas} seeds" + (f" and {_size(activation_bytes)} of a batch's activations" if activation_bytes else "")
+        raise UserError(f"{given} makes a model of {parameters:,} parameters: about {_size(need)} for {what}, "
+                        f"more than the {_size(available)} of memory here; choose a smaller "
+                        f"{'network, batch' if activation_bytes else 'network'} or fewer seeds")
+
+
+def activation_values(model, example_x, **apply_kwargs) -> int:
+    """Values one example's forward pass computes in ``model`` (every submodule's output, as
+    ``capture_intermediates`` sees them): what training keeps for the backward pass, per example.
+    Abstract: nothing is computed or allocated."""
+    def forward(x):
+        variables = model.init(jax.random.PRNGKey(0), x, train=False)
+        out, state = model.apply(variables, x, train=True, capture_intermediates=True, mutable=["intermediates", "batch_stats"],
+                                 **apply_kwargs)
+        return state["intermediates"]
+
+    shapes = jax.eval_shape(forward, example_x[:1])
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+
+
+# What a level writes per seed: its ticket (weights and mask) and trained weights as .npz, with margin; one line
+# of history.jsonl per epoch; the JSON records, settings and TensorBoard events. A run: its figures and summaries.
+DISK_BYTES_PER_PARAMETER, DISK_BYTES_PER_EPOCH, DISK_BYTES_PER_LEVEL, DISK_BYTES_PER_RUN = 12, 400, 16 << 10, 2 << 20
+
+
+def disk_bytes(parameters: int, levels: int, replicas: int, epochs: int) -> int:
+    """Bytes a run of ``levels`` levels of ``replicas`` seeds writes, at most (every level trained
+    for all ``epochs``), with one train-state checkpoint per seed (parameters, optimizer moments)."""
+    per_level = parameters * DISK_BYTES_PER_PARAMETER + epochs * DISK_BYTES_PER_EPOCH + DISK_BYTES_PER_LEVEL
+    return DISK_BYTES_PER_RUN + replicas * (levels * per_level + parameters * BYTES_PER_PARAMETER // 2)
+
+
+def free_disk_bytes(workdir: str | os.PathLike) -> int:
+    """Free bytes on the file system that holds (or will hold) ``workdir``."""
+    path = os.path.abspath(os.fspath(workdir))
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+def _written(workdir: str | os.PathLike) -> int:
+    path = os.fspath(workdir)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files) if os.path.isdir(path) else 0
+
+
+def check_disk(parameters: int, levels: int, replicas: int, epochs: int, workdir: str | os.PathLike, given: str,
+               free: int | None = None) -> None:
+    """Refuse (``UserError`` naming ``given``) a run whose levels would not fit on the disk of
+    ``workdir`` (what the workdir already holds counts as written)."""
+    need = disk_bytes(parameters, levels, replicas, epochs) - _written(workdir)
+    free = free_disk_bytes(workdir) if free is None else free
+    if need > free:
+        raise UserError(f"{given} writes up to {_size(need)} to {workdir} ({levels} levels × {replicas} seeds of "
+                        f"{parameters:,} parameters), more than the {_size(free)} free there; "
+                        "choose a smaller network, fewer levels or seeds, or another --workdir")
 
 
 # A loss this many times the loss of chance-level predictions means that training blew up.
@@ -41,8 +105,9 @@ DIVERGENCE_FACTOR = 100.0
 
 
 def divergence(record: dict, chance_loss: float) -> str | None:
-    """Why a level's training diverged (its train or eval loss not finite, or above
-    ``DIVERGENCE_FACTOR`` times ``chance_loss``), or ``None``."""
+    """Why a level's training diverged (its train or eval loss not finite: training stopped
+    at that epoch, see :class:`lth_jax.loop.FitProgress`; or above ``DIVERGENCE_FACTOR``
+    times ``chance_loss``), or ``None``."""
     for key, value in sorted(record.items()):
         if key.endswith("_loss") and isinstance(value, (int, float)):
             if not math.isfinite(value) or value > DIVERGENCE_FACTOR * chance_loss:

@@ -46,6 +46,7 @@ __all__ = [
     "sum_trees",
     "averages",
     "early_stopping_update",
+    "diverged_loss",
 ]
 
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
@@ -230,6 +231,15 @@ def early_stopping_update(best, counter, loss, patience):
     best = jnp.where(improved, loss, best)
     counter = jnp.where(improved, 0, counter + 1)
     return best, counter, counter >= patience
+
+
+def diverged_loss(loss, divergence_loss=None):
+    """Whether ``loss`` (a float, list or array) is NaN, infinite or above ``divergence_loss``:
+    the divergence stop of the training loop, on the host (numpy) and in a compiled program."""
+    xp = jnp if isinstance(loss, jax.Array) or isinstance(divergence_loss, jax.Array) else np
+    limit = xp.inf if divergence_loss is None else divergence_loss
+    loss = xp.asarray(loss)
+    return ~xp.all(xp.isfinite(loss) & (loss <= limit))
 
 
 @memoize

@@ -49,6 +49,8 @@ CASES = [
     ("find_ticket", ["--config=find_ticket_digits_lenet", "--config.rewind=1epoch"], {}, "'1epoch'"),
     ("find_ticket", ["--config=lenet_on_digits"], {}, "--config=lenet_on_digits is neither a config file nor a preset"),
     ("find_ticket", ["--config=find_ticket_digits_lenet", "--workdir={file}"], {}, "is a file"),
+    ("find_ticket", ["--config=find_ticket_digits_lenet", "--config.training.batch_size=100000000"], {},
+     "--config.training.batch_size=100000000 with model=lenet_300_100 makes a model of 266,610 parameters"),
     ("imp_mlp", ["--workdir={run}"], {}, "holds a parallel_tasks run"),
     ("imp_mlp", ["--config.levels=-1"], {}, "--config.levels=-1"),
     ("imp_mlp", ["--config.optimizer=rmsprop"], {}, "'rmsprop'"),
@@ -149,3 +151,32 @@ def test_a_metrics_file_cut_short_is_rebuilt_and_said(tmp_path, finished_run):
     assert proc.returncode == 0, proc.stderr
     assert f"note: {workdir}/metrics.jsonl was cut short at line 1 (0 complete rows before it)" in proc.stdout
     assert (workdir / "metrics.jsonl").read_text() == complete
+
+
+def test_a_diverging_find_ticket_stops_at_the_epoch_and_is_one_line(tmp_path):
+    workdir = tmp_path / "diverged"
+    proc = subprocess.run([sys.executable, "-m", "experiments.find_ticket", "--config=find_ticket_digits_lenet", f"--workdir={workdir}",
+                           "--config.training.epochs=4", "--config.pruning.levels=2", "--config.optimizer.learning_rate=1e4"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=script_env())
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: seed 0 diverged at level 0 (") and "--config.optimizer.learning_rate=10000" in lines[0]
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["level"], r["diverged"], r["epoch"]) for r in rows] == [(0, True, 1)]  # stopped in its first epoch, nothing pruned
+    assert "DIVERGED" in proc.stdout
+
+
+def test_the_disk_estimate_bounds_what_a_run_writes_and_refuses_what_does_not_fit(finished_run, tmp_path):
+    from lth_jax.errors import UserError
+    from lth_jax.sizes import check_disk, disk_bytes
+
+    config = json.loads((finished_run / "config.json").read_text())
+    shape, levels = config["shape"], len(config["trajectory"])
+    parameters = sum(a * b + b for a, b in zip(shape[:-1], shape[1:]))
+    written = sum(p.stat().st_size for p in finished_run.rglob("*") if p.is_file())
+    assert written <= disk_bytes(parameters, levels, 1, config["experiment"]["epochs"]) <= 20 * written
+    need = disk_bytes(parameters, levels, 1, 1)
+    check_disk(parameters, levels, 1, 1, finished_run, "extension_level=1", free=need - written)  # what is written counts
+    with pytest.raises(UserError, match=r"^extension_level=1 writes up to 2.0 MiB to .*new \(2 levels × 1 seeds of 182 parameters\), "
+                                        r"more than the 1,000 bytes free there"):
+        check_disk(parameters, levels, 1, 1, tmp_path / "new", "extension_level=1", free=1000)

@@ -60,10 +60,10 @@ def test_a_thesis_level_is_one_visit_of_the_host(monkeypatch, tmp_path):
     assert calls == [80] * levels
 
 
-def _replicas(seeds, patience, epochs=40):
+def _replicas(seeds, patience, epochs=40, learning_rate=3e-2, optimizer="adam"):
     data = moons_circles()
     model = MLP((4, 16, 16, 2))
-    config = TrainConfig(epochs=epochs, batch_size=200, optimizer=OptimizerRecipe(name="adam", learning_rate=3e-2),
+    config = TrainConfig(epochs=epochs, batch_size=200, optimizer=OptimizerRecipe(name=optimizer, learning_rate=learning_rate),
                          early_stopping_patience=patience, log_every_epochs=0)
     spe = data.train.steps_per_epoch(config.batch_size)
     tx = make_optimizer(config.optimizer, spe, epochs * spe)
@@ -198,3 +198,24 @@ def test_scripts_keep_the_compilation_cache_by_default(tmp_path):
     off = subprocess.run([sys.executable, "-c", show], cwd=REPO, env={**env, "JAX_COMPILATION_CACHE_DIR": ""},
                          capture_output=True, text=True, timeout=120, check=True)
     assert off.stdout.strip() in ("''", "None")
+
+
+@pytest.mark.parametrize("optimizer,learning_rate,limit", [("sgd", 1e20, None), ("adam", 1e5, 50.0)])
+def test_a_diverging_replica_stops_inside_the_program_at_the_epoch_it_diverges(optimizer, learning_rate, limit):
+    """NaN/inf losses (and, with a limit, losses above it) stop a replica after that epoch,
+    in the compiled program as in the host's loop: the same epochs, no step after it."""
+    from lth_jax.executors import DataParallelEpochs
+    from lth_jax.train import diverged_loss
+
+    model, tx, objective, data, config, replicas, spe = _replicas(range(2), patience=None, learning_rate=learning_rate, optimizer=optimizer)
+    executor = VmappedEpochs(model, tx, objective, data.train, data.test, config, chunk_epochs=16)
+    vmapped = fit_replicas(replicas, executor, config, divergence_loss=limit, log_fn=lambda line: None)
+    one = DataParallelEpochs.build(model, tx, objective, data.train, data.test, config, mesh=jax.sharding.Mesh(jax.devices()[:1], ("data",)))
+    host = fit_replicas(replicas[:1], one, config, divergence_loss=limit, log_fn=lambda line: None)
+    for result in vmapped + host:
+        assert result.progress.diverged and not result.progress.stopped_early
+        last = result.history[-1]
+        assert len(result.history) < config.epochs and diverged_loss([last["train_loss"], last["test_loss"]], limit)
+        assert not any(diverged_loss([r["train_loss"], r["test_loss"]], limit) for r in result.history[:-1])
+    np.testing.assert_array_equal(executor.executed_steps, [int(r.state.step) for r in vmapped])
+    assert len(host[0].history) == len(vmapped[0].history)
