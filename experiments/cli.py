@@ -13,6 +13,7 @@ import os
 import re
 import runpy
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -99,6 +100,11 @@ def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | 
             sys.exit(f"error: a --config override names a field the config does not have: {_missing_field(e)}")
         except (OSError, SyntaxError) as e:  # a config file that is missing or does not load
             _config_file_error(e)
+        except Exception as e:  # a config file whose code fails (at import or in get_config): its file and line
+            where = [f for f in traceback.extract_tb(e.__traceback__)
+                     if f.filename.endswith(".py") and "site-packages" not in f.filename and f.filename != __file__]
+            place = f" ({os.path.basename(where[-1].filename)}, line {where[-1].lineno})" if where else ""
+            sys.exit(f"error: the config file does not load: {type(e).__name__}: {_one_line(e)}{place}")
 
     app.run(guarded, flags_parser=parse_flags)
 

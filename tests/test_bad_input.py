@@ -43,6 +43,8 @@ CASES = [
      {}, "this run asks experiment.rate=0.5"),
     ("parallel_tasks", ["--config={bad_py}"], {}, "bad_config.py"),
     ("parallel_tasks", ["--config={no_get}"], {}, "defines no get_config()"),
+    ("parallel_tasks", ["--config={raising_py}"], {}, "ZeroDivisionError: division by zero (raising_config.py, line 2)"),
+    ("find_ticket", ["--config={raising_py}"], {}, "ZeroDivisionError: division by zero (raising_config.py, line 2)"),
     ("find_ticket", ["--config=find_ticket_digits_lenet", "--workdir={run}"], {}, "holds a parallel_tasks run"),
     ("find_ticket", ["--config=find_ticket_digits_lenet", "--config.training.epochs=0"], {}, "epochs=0"),
     ("find_ticket", ["--config=find_ticket_digits_lenet", "--config.dataset=digitz"], {}, "'digitz'"),
@@ -85,10 +87,12 @@ def finished_run(tmp_path_factory):
 def test_malformed_input_is_one_line_and_changes_nothing(tmp_path, finished_run):
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) >= 6
     places = {"new": tmp_path / "new", "file": tmp_path / "a_file", "run": finished_run,
-              "bad_py": tmp_path / "bad_config.py", "no_get": tmp_path / "no_get_config.py"}
+              "bad_py": tmp_path / "bad_config.py", "no_get": tmp_path / "no_get_config.py",
+              "raising_py": tmp_path / "raising_config.py"}
     places["file"].write_text("not a directory\n")
     places["bad_py"].write_text("def get_config(:\n")
     places["no_get"].write_text("X = 1\n")
+    places["raising_py"].write_text("def get_config():\n    return 1 / 0\n")
     before = _snapshot(finished_run)
     cases = []
     for script, args, env, _ in CASES:
