@@ -336,3 +336,7 @@ def report() -> None:
 
 def fidelity() -> None:
     _script("fidelity")
+
+
+def instability() -> None:
+    _script("instability")

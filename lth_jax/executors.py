@@ -45,7 +45,7 @@ from lth_jax.train import (
     train_step,
 )
 
-__all__ = ["DataParallelEpochs", "VmappedEpochs"]
+__all__ = ["DataParallelEpochs", "VmappedEpochs", "build_executor"]
 
 
 @jax.jit
@@ -393,3 +393,14 @@ class VmappedEpochs:
                     out[j][1][r] = eval_def.unflatten([leaf[j, i] for leaf in eval_leaves]) if evaluated[j] else None
         seconds = (time.perf_counter() - began) / max(len(out), 1)
         return (carry if whole else full), out, [seconds] * total
+
+
+def build_executor(model, tx, objective, train_data, eval_data, config: TrainConfig, *, vmap: bool, mesh=None, preprocess=None):
+    """The executor of a run: every replica in one program (``vmap``: in-memory datasets only),
+    or each replica's steps data-parallel over ``mesh``."""
+    args = (model, tx, objective, train_data, eval_data, config)
+    if not vmap:
+        return DataParallelEpochs.build(*args, mesh=mesh, preprocess=preprocess)
+    if not all(hasattr(d, "x") for d in (train_data, eval_data)):
+        raise UserError("vmapped seeds need in-memory datasets (with x and y arrays); train streaming data with vmap=False")
+    return VmappedEpochs(*args, preprocess=preprocess)

@@ -57,6 +57,7 @@ __all__ = [
     "abstract_params",
     "recipe_settings",
     "check_sizes",
+    "imp_arguments",
 ]
 
 # The optimizers of Morcos et al.'s optimizer transfer (as the ReScience C 2020 replication sets them). Only the
@@ -231,7 +232,7 @@ def metrics_row(record: dict) -> dict:
     return {**{k: record.get(k) for k in keys}, "epoch": record["epochs"]}
 
 
-def _imp_arguments(c, data: ImageData) -> tuple[tuple, dict]:
+def imp_arguments(c, data: ImageData) -> tuple[tuple, dict]:
     """The positional and keyword arguments of ``run_imp`` that config ``c`` describes."""
     model = build_model(c, data.num_classes)
     args = (model, objectives.softmax_classification(), data.train, data.test, train_config(c), pruning_plan(c))
@@ -242,7 +243,7 @@ def _imp_arguments(c, data: ImageData) -> tuple[tuple, dict]:
 def check_find_ticket(c, workdir: str | os.PathLike, *, data: ImageData) -> None:
     """Refuse (``UserError``) when ``workdir`` holds a find_ticket run with other
     settings; computes and writes nothing."""
-    args, kwargs = _imp_arguments(c, data)
+    args, kwargs = imp_arguments(c, data)
     check_imp(*args, workdir=workdir, **kwargs)
 
 
@@ -255,7 +256,7 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     workdir = epath.Path(workdir)
     check_sizes(c, workdir)
     data = load_data(c) if data is None else data
-    args, kwargs = _imp_arguments(c, data)
+    args, kwargs = imp_arguments(c, data)
     check_imp(*args, workdir=workdir, **kwargs)  # a rejected rerun writes nothing
     if not (workdir / "config.json").exists():
         write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})

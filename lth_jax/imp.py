@@ -36,7 +36,7 @@ from etils import epath
 
 from lth_jax import masks as mask_lib
 from lth_jax.errors import UserError
-from lth_jax.executors import DataParallelEpochs, VmappedEpochs
+from lth_jax.executors import build_executor
 from lth_jax.loop import FitProgress, Replica, RewindState, fit_replicas, level_record
 from lth_jax.objectives import Objective
 from lth_jax.optim import make_optimizer
@@ -219,12 +219,8 @@ class _Imp:
                      checkpoint_async=self.config.checkpoint_async)
 
     def build_executor(self):
-        args = (self.model, self.tx, self.objective, self.train_data, self.eval_data, self.config)
-        if not self.options.vmap:
-            return DataParallelEpochs.build(*args, mesh=self.options.mesh, preprocess=self.options.preprocess)
-        if not all(hasattr(d, "x") for d in (self.train_data, self.eval_data)):
-            raise UserError("vmapped seeds need in-memory datasets (with x and y arrays); train streaming data with vmap=False")
-        return VmappedEpochs(*args, preprocess=self.options.preprocess)
+        return build_executor(self.model, self.tx, self.objective, self.train_data, self.eval_data, self.config,
+                              vmap=self.options.vmap, mesh=self.options.mesh, preprocess=self.options.preprocess)
 
     def ticket_info(self, params0) -> dict:
         """What every ticket of the run records about how it was made."""

@@ -255,6 +255,7 @@ def fit_replicas(
     rewind_step: int | None = None,
     eval_name: str = "test",
     divergence_loss: float | None = None,
+    stop_step: int | None = None,
     log_fn: Callable[[str], None] = print,
 ) -> list[FitResult]:
     """Train every replica from its step to the end of the schedule (``config.epochs``).
@@ -265,6 +266,8 @@ def fit_replicas(
     statistics there (returned in each :class:`FitResult`). A replica whose
     train or eval loss becomes NaN, infinite or larger than ``divergence_loss``
     stops after that epoch (``progress.diverged``), like an early stop.
+    ``stop_step`` (an epoch boundary): train only up to there, on the schedule
+    of ``config.epochs`` (a prefix of the run; resume it by passing the states on).
     """
     spe = executor.steps_per_epoch
     total = config.epochs * spe
@@ -272,6 +275,9 @@ def fit_replicas(
     progresses = [FitProgress() if r.progress is None else r.progress for r in replicas]
     steps = [int(r.state.step) for r in replicas]
     _check_schedule(steps, total, rewind_step)
+    if stop_step is not None and (stop_step % spe or not 0 <= stop_step <= total):
+        raise ValueError(f"stop_step={stop_step} is not an epoch boundary of the schedule ({spe} steps per epoch, {total} steps)")
+    end = total if stop_step is None else stop_step
     executor.check_rewind(rewind_step)
     rewinds: list[RewindState | None] = [None] * n
 
@@ -286,13 +292,14 @@ def fit_replicas(
             capture(r, executor.state(carry, r))
     clock = CheckpointClock(config)
     while True:
-        running = [steps[r] < total and not progresses[r].stopped for r in range(n)]
+        running = [steps[r] < end and not progresses[r].stopped for r in range(n)]
         if not any(running):
             break
         epoch = min(steps[r] // spe for r in range(n) if running[r])
         starts = [steps[r] if running[r] and steps[r] // spe == epoch else None for r in range(n)]
         later = [steps[r] // spe for r in range(n) if running[r] and starts[r] is None]
         n_epochs = _chunk_epochs(executor, config, epoch, rewind_step, later, any(replicas[r].hooks for r in range(n) if starts[r] is not None))
+        n_epochs = min(n_epochs, end // spe - epoch)
         stopping = ([p.best_loss for p in progresses], [p.patience_counter for p in progresses], config.early_stopping_patience,
                     divergence_loss)
         carry, chunk, seconds = executor.epochs(

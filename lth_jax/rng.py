@@ -10,7 +10,11 @@ each stream owns its blocks and no two streams share one:
   ``s`` draws from ``fold_in(steps, s)`` (augmentation, dropout), a subtree of
   its own;
 - ``random_ticket(level)``: the fresh initialization and the permutation of the
-  random ticket of ``level``, ``fold_in(root, RANDOM_TICKET_BLOCK + level)``.
+  random ticket of ``level``, ``fold_in(root, RANDOM_TICKET_BLOCK + level)``;
+- ``copy_steps(c)``: the per-step stream of copy ``c`` of an instability analysis
+  (``fold_in(steps, COPY_BLOCK + c)``), and ``copy_data_seed(data_seed, c)`` its
+  epoch order (the numpy seed ``(data_seed, seed, COPY_BLOCK, c)``; the run's own
+  order is ``(data_seed, seed)``): two copies differ in these streams only.
 
 Why not ``split(root, 3)``: it would change the initialization of every run
 made so far. The streams are kept where they were (the initialization and the
@@ -26,10 +30,11 @@ import dataclasses
 
 import jax
 
-__all__ = ["STEPS_BLOCK", "RANDOM_TICKET_BLOCK", "Streams"]
+__all__ = ["STEPS_BLOCK", "RANDOM_TICKET_BLOCK", "COPY_BLOCK", "Streams"]
 
 STEPS_BLOCK = 0x7374_6570  # "step": far above every random-ticket block
 RANDOM_TICKET_BLOCK = 1_000_003
+COPY_BLOCK = 0x636F_7079  # "copy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,3 +60,11 @@ class Streams:
         if not 0 <= int(level) < STEPS_BLOCK - RANDOM_TICKET_BLOCK:
             raise ValueError(f"level={level} is outside the random-ticket blocks")
         return jax.random.fold_in(self.root, RANDOM_TICKET_BLOCK + int(level))
+
+    def copy_steps(self, copy: int) -> jax.Array:
+        """The per-step stream of copy ``copy`` of an instability analysis (a subtree of ``steps``)."""
+        return jax.random.fold_in(self.steps(), COPY_BLOCK + int(copy))
+
+    def copy_data_seed(self, data_seed: int, copy: int) -> tuple[int, int, int, int]:
+        """The epoch-order seed of copy ``copy`` (the run's own order is ``(data_seed, seed)``)."""
+        return (int(data_seed), self.seed, COPY_BLOCK, int(copy))

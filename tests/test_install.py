@@ -10,7 +10,7 @@ from conftest import REPO, script_env
 
 SCRIPTS = {"find_ticket": "lth-find-ticket", "transfer": "lth-transfer", "parallel_tasks": "lth-parallel-tasks",
            "thesis_sweep": "lth-sweep", "imp_mlp": "lth-imp-mlp", "report": "lth-report",
-           "fidelity": "lth-fidelity"}
+           "fidelity": "lth-fidelity", "instability": "lth-instability"}
 
 
 def readme_flags() -> dict[str, set[str]]:

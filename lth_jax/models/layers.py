@@ -28,10 +28,13 @@ def dense(features: int, *, dtype=jnp.float32, name=None):
     return nn.Dense(features, kernel_init=kaiming_normal, bias_init=nn.initializers.zeros, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
+BATCH_NORM_MOMENTUM = 0.9  # PyTorch's momentum 0.1
+
+
 def batch_norm(train: bool, *, dtype=jnp.float32, name=None):
     """BatchNorm with PyTorch's defaults (momentum 0.1 → Flax 0.9, eps 1e-5); statistics
     are over the global batch under jit data parallelism."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, name=name)
+    return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 def width(channels: int, multiplier: float) -> int:

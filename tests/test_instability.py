@@ -1,0 +1,179 @@
+"""Linear mode connectivity and instability analysis: exact cases of the curve and the barrier,
+the two copies' streams, the recommended rewind step, and the experiment's stages."""
+
+import json
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import REPO, script_env
+
+from lth_jax import connectivity, objectives
+from lth_jax.data.arrays import ArrayDataset
+from lth_jax.data.synthetic import moons_circles
+from lth_jax.loop import RewindState
+from lth_jax.models import MLP
+from lth_jax.models.layers import BATCH_NORM_MOMENTUM, batch_norm
+from lth_jax.objectives import Objective
+from lth_jax.optim import OptimizerRecipe, make_optimizer
+from lth_jax.rng import Streams
+from lth_jax.train import TrainConfig, TrainState, evaluate, init_variables, make_eval_step
+
+
+def _mlp_pair():
+    data = moons_circles()
+    model = MLP((4, 16, 2))
+    x = data.train.x[:1]
+    return data, model, init_variables(model, jax.random.PRNGKey(0), x)[0], init_variables(model, jax.random.PRNGKey(1), x)[0]
+
+
+def test_the_barrier_of_a_network_with_itself_is_zero():
+    data, model, params, _ = _mlp_pair()
+    curve = connectivity.interpolation_curve(model, objectives.sigmoid_tasks(2), params, params, data.test)
+    assert len(curve["alpha"]) == connectivity.ALPHAS and curve["alpha"][0] == 0.0 and curve["alpha"][-1] == 1.0
+    assert connectivity.error_barrier(curve["error"]) == 0.0
+    np.testing.assert_allclose(curve["loss"], curve["loss"][0], rtol=1e-6)
+
+
+def test_the_ends_of_the_path_are_the_two_networks():
+    data, model, params1, params2 = _mlp_pair()
+    for alpha, params in ((0.0, params1), (1.0, params2)):  # bit for bit
+        for a, b in zip(jax.tree.leaves(connectivity.interpolate(params1, params2, alpha)), jax.tree.leaves(params)):
+            np.testing.assert_array_equal(a, b)
+    objective = objectives.sigmoid_tasks(2)
+    curve = connectivity.interpolation_curve(model, objective, params1, params2, data.test, alphas=5)
+    step = make_eval_step(model, objective)
+    for index, params in ((0, params1), (-1, params2)):
+        state = TrainState(np.int32(0), params, {}, None, jax.tree.map(lambda a: np.ones(a.shape, bool), params), jax.random.PRNGKey(0))
+        alone = evaluate(state, step, data.test, 1000)
+        assert curve["accuracy_per_task"][index] == alone["test_accuracy"]  # the same examples right
+        np.testing.assert_allclose(curve["loss"][index], alone["test_loss"], rtol=1e-6)
+
+
+class _Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(1, use_bias=False)(x)
+
+
+def test_the_loss_along_the_path_of_a_quadratic_is_its_closed_form():
+    rng = np.random.default_rng(0)
+    x, w_true = rng.normal(size=(300, 5)).astype(np.float32), rng.normal(size=5)
+    data = ArrayDataset(x, (x @ w_true + 0.1 * rng.normal(size=300)).astype(np.float32))
+    squared = Objective("squared", lambda out, y: (out[:, 0] - y) ** 2, lambda out, y: {"accuracy": jnp.abs(out[:, 0] - y) < 0.5})
+    model = _Linear()
+    p1 = {"Dense_0": {"kernel": rng.normal(size=(5, 1)).astype(np.float32)}}
+    p2 = {"Dense_0": {"kernel": rng.normal(size=(5, 1)).astype(np.float32)}}
+    curve = connectivity.interpolation_curve(model, squared, p1, p2, data, batch_size=128)
+    r1, r2 = x @ p1["Dense_0"]["kernel"][:, 0] - data.y, x @ p2["Dense_0"]["kernel"][:, 0] - data.y
+    alpha = np.asarray(curve["alpha"], np.float64)
+    closed = np.mean(r1**2) + 2 * alpha * np.mean(r1 * (r2 - r1)) + alpha**2 * np.mean((r2 - r1) ** 2)
+    np.testing.assert_allclose(curve["loss"], closed, rtol=1e-5)
+    # the loss is convex along the path: its barrier is never above 0 where the ends are the highest points
+    assert connectivity.error_barrier(curve["loss"]) <= max(closed) - (closed[0] + closed[-1]) / 2 + 1e-4
+
+
+class _BatchNormNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Dense(6)(x)
+        x = batch_norm(train, name="bn")(x)
+        return nn.Dense(2)(nn.relu(x))
+
+
+def test_batch_statistics_are_recomputed_on_training_batches_at_every_alpha():
+    data = moons_circles()
+    model = _BatchNormNet()
+    variables = [model.init(jax.random.PRNGKey(s), data.train.x[:2]) for s in (0, 1)]
+    params = [v["params"] for v in variables]
+    statistics, _ = connectivity._curve_programs(model, None, None, BATCH_NORM_MOMENTUM)
+    xs = np.stack([b["x"] for _, b in zip(range(4), data.train.batches(100, drop_remainder=True))])
+    grid = np.asarray([0.0, 0.5, 1.0], np.float32)
+    mask = jax.tree.map(lambda a: np.ones(a.shape, bool), params[0])
+    stats = statistics(params[0], params[1], mask, variables[0]["batch_stats"], grid, xs, 3)
+    for i, alpha in enumerate(grid):  # the BatchNorm's input is the first layer's output: its mean over the batches
+        p = connectivity.interpolate(params[0], params[1], alpha)["Dense_0"]
+        hidden = xs.reshape(-1, 4) @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+        np.testing.assert_allclose(stats["bn"]["mean"][i], hidden.mean(axis=0), rtol=1e-4, atol=1e-5)
+        batch_vars = (xs @ np.asarray(p["kernel"]) + np.asarray(p["bias"])).var(axis=1).mean(axis=0)
+        np.testing.assert_allclose(stats["bn"]["var"][i], batch_vars, rtol=1e-4, atol=1e-5)
+
+
+def test_the_recommended_step_is_the_smallest_step_below_the_threshold():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        barriers = {int(k): float(b) for k, b in zip(rng.choice(1000, 6, replace=False), rng.uniform(0, 0.05, 6))}
+        below = sorted(k for k, b in barriers.items() if b < 0.02)
+        assert connectivity.recommended_step(barriers, 0.02) == (below[0] if below else None)
+    assert connectivity.error_barrier([0.1, 0.3, 0.2]) == pytest.approx(0.15)
+
+
+def _copies(monkeypatch=None, same_order=False):
+    data = moons_circles()
+    model = MLP((4, 16, 2))
+    config = TrainConfig(epochs=3, batch_size=100, optimizer=OptimizerRecipe(name="adam", learning_rate=1e-2), log_every_epochs=0)
+    spe = data.train.steps_per_epoch(100)
+    tx = make_optimizer(config.optimizer, spe, 3 * spe)
+    params, _ = init_variables(model, Streams(3).init(), data.train.x[:1])
+    mask = jax.tree.map(lambda a: np.ones(a.shape, bool), params)
+    if same_order:
+        monkeypatch.setattr(Streams, "copy_data_seed", lambda self, data_seed, copy: (data_seed, self.seed, 7))
+    return connectivity.train_copies(model, objectives.sigmoid_tasks(2), data.train, data.test, config, tx,
+                                     RewindState(spe, params, {}), mask, seed=3, vmap=True, log_fn=lambda line: None)
+
+
+def test_the_two_copies_differ_only_in_their_data_order(monkeypatch):
+    streams = Streams(3)
+    orders = {streams.copy_data_seed(0, c) for c in (0, 1)} | {(0, 3)}
+    assert len(orders) == 3  # two orders of their own, neither the run's
+    apart = _copies()
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(apart[0]["params"]), jax.tree.leaves(apart[1]["params"])))
+    together = _copies(monkeypatch, same_order=True)  # given one order, nothing else differs: the copies are one network
+    for a, b in zip(jax.tree.leaves(together[0]["params"]), jax.tree.leaves(together[1]["params"])):
+        np.testing.assert_array_equal(a, b)
+    assert [c["record"]["steps"] for c in apart] == [3 * 10, 3 * 10]  # from step k = 1 epoch to the end
+
+
+def _instability(workdir, *args):
+    return subprocess.run([sys.executable, "-m", "experiments.instability", f"--workdir={workdir}", "--config.recipe.training.epochs=3",
+                           "--config.recipe.pruning.levels=1", "--config.levels=0,1", "--config.rewind_steps=0,1ep", "--config.alphas=5",
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=script_env())
+
+
+def test_the_experiment_writes_its_outputs_and_resumes_stage_by_stage(tmp_path):
+    workdir = tmp_path / "run"
+    first = _instability(workdir)
+    assert first.returncode == 0, first.stderr
+    assert "recommended rewind step (dense):" in first.stdout and "k=23" in first.stdout
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["level"], r["rewind_step"]) for r in rows) == [(0, 0), (0, 23), (1, 0), (1, 23)]
+    summary = json.loads((workdir / "summary.json").read_text())
+    for level in ("0", "1"):  # the rule, on this run's own barriers
+        mine = [r for r in rows if str(r["level"]) == level]
+        stable = [r["rewind_step"] for r in mine if r["barrier"] < summary["threshold"]]
+        assert summary["levels"][level]["recommended_rewind_step"] == (min(stable) if stable else None)
+        assert all(r["barrier"] == connectivity.error_barrier(r["curve"]["error"]) and len(r["curve"]["alpha"]) == 5 for r in mine)
+    assert (workdir / "figures" / "error_along_path.png").exists() and (workdir / "figures" / "barrier_vs_k.png").exists()
+    # the dense training here is the source run's level 0: the same weights at its rewind step
+    from lth_jax.checkpoint import load_tree
+
+    saved, trunk = load_tree(workdir / "source" / "level_00" / "rewind"), load_tree(workdir / "trunk" / "k_00000023")
+    for a, b in zip(jax.tree.leaves(saved["params"]), jax.tree.leaves(trunk["params"])):
+        np.testing.assert_array_equal(a, b)
+    # one copy lost: only it is trained again, to the same weights and the same row
+    copy = workdir / "level_01" / "k_00000023" / "copy_1"
+    kept = (workdir / "level_01" / "k_00000023" / "copy_0" / "record.json").stat().st_mtime_ns
+    for name in ("record.json",):
+        (copy / name).unlink()
+    (workdir / "level_01" / "k_00000023" / "record.json").unlink()
+    again = _instability(workdir)
+    assert again.returncode == 0, again.stderr
+    assert (workdir / "level_01" / "k_00000023" / "copy_0" / "record.json").stat().st_mtime_ns == kept
+    assert [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()] == rows
+    # another noise on the same workdir is refused in one line
+    other = _instability(workdir, "--config.noise=data_order_and_augmentation")
+    assert other.returncode == 1 and len(other.stderr.strip().splitlines()) == 1 and "noise" in other.stderr
