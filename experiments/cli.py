@@ -165,15 +165,17 @@ def _config_paths(config, prefix: str = "") -> dict[str, list[str]]:
 
 def _as_typed(message: str) -> str:
     """``rate=1.5 is ...`` as the user typed it, ``--config.rate=1.5 is ...``, when the message
-    starts with a config field's name (one field of that name in the config)."""
-    match = re.match(r"([a-z_][a-z0-9_]*)=", message)
+    starts with a config field's name (one field of that name in the config, or a top-level
+    field of that name) or its dotted path (``auto_rewind.threshold=...``)."""
+    match = re.match(r"([a-z_][a-z0-9_.]*)=", message)
     for name in _CONFIG_FLAGS:
         config = flags.FLAGS[name].value if match else None
         if config is None:
             continue
-        found = _config_paths(config).get(match.group(1), [])
-        if len(found) == 1:
-            return f"--{name}.{found[0]}{message[len(match.group(1)):]}"
+        field = match.group(1)
+        found = [path for paths in _config_paths(config).values() for path in paths if path.endswith("." + field) or path == field]
+        if field in found or len(found) == 1:
+            return f"--{name}.{field if field in found else found[0]}{message[len(field):]}"
     return message
 
 

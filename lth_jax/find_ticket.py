@@ -82,7 +82,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.crop_padding = 4
     c.workers = 16  # threads reading streaming datasets
     c.seed = 0  # initialization seed
-    c.rewind = "1ep"  # late resetting: int steps, "Nit" or "Nep"; 0 resets to the initialization
+    c.rewind = "1ep"  # late resetting: int steps, "Nit" or "Nep"; 0 resets to the initialization; "auto": see auto_rewind
+    # rewind="auto": the dense network's instability at these steps first (lth_jax.instability, into WORKDIR/auto_rewind);
+    # the rewind step is the smallest whose error barrier is below the threshold
+    c.auto_rewind = ml_collections.ConfigDict(dict(rewind_steps="0,1ep,2ep,4ep", threshold=0.02, alphas=31))
     c.training = ml_collections.ConfigDict(
         dict(
             epochs=160,
@@ -175,7 +178,7 @@ def recipe_settings(c) -> dict:
     """The fields of config ``c`` that change how a ticket trains (stage settings)."""
     d = c.to_dict()
     d["training"] = {k: v for k, v in d["training"].items() if k not in VOLATILE_TRAINING}
-    return {k: v for k, v in d.items() if k not in VOLATILE_FIELDS + ("seed", "pruning", "rewind")}
+    return {k: v for k, v in d.items() if k not in VOLATILE_FIELDS + ("seed", "pruning", "rewind", "auto_rewind")}
 
 
 def load_data(c) -> ImageData:
@@ -256,6 +259,9 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     workdir = epath.Path(workdir)
     check_sizes(c, workdir)
     data = load_data(c) if data is None else data
+    auto = None
+    if str(c.rewind).strip() == "auto":
+        c, auto = auto_rewind(c, workdir / "auto_rewind", data=data, log_fn=log_fn)
     args, kwargs = imp_arguments(c, data)
     check_imp(*args, workdir=workdir, **kwargs)  # a rejected rerun writes nothing
     if not (workdir / "config.json").exists():
@@ -306,6 +312,7 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
         "dense_test_accuracy": result.records[0]["test_accuracy"],
         "final": metrics_row(result.records[-1]),
         "tickets": [f"level_{r['level']:02d}/ticket" for r in result.records],
+        **({"auto_rewind": auto} if auto is not None else {}),
     }
     write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
     write_json(workdir / "summary.json", summary)
@@ -318,6 +325,33 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
         raise UserError(f"seed {c.seed} diverged at level {level} ({reason}): lower --config.optimizer.learning_rate="
                         f"{c.optimizer.learning_rate:g} and use a new workdir; the levels before it are kept")
     return summary
+
+
+def auto_rewind(c, workdir: str | os.PathLike, *, data: ImageData, log_fn: Callable[[str], None] = print):
+    """``(config, report)``: config ``c`` with the rewind step that instability analysis recommends
+    (the smallest of ``c.auto_rewind.rewind_steps`` at which the dense network's error barrier
+    is below ``c.auto_rewind.threshold``), and that analysis' summary; resumable in ``workdir``."""
+    from lth_jax import instability  # it builds on this module
+
+    ic = instability.default_config(ml_collections.ConfigDict(c.to_dict()))
+    ic.levels = (0,)
+    ic.rewind_steps, ic.threshold, ic.alphas = c.auto_rewind.rewind_steps, c.auto_rewind.threshold, c.auto_rewind.alphas
+    try:
+        instability.check_config(ic)
+    except UserError as e:  # named as the user typed it
+        raise UserError(f"auto_rewind.{e}") from None
+    log_fn(f"rewind auto: the dense network's instability at steps {ic.rewind_steps} (in {os.fspath(workdir)})")
+    summary = instability.run(ic, workdir, data=data, log_fn=log_fn)
+    step = summary["recommended_rewind_step"]
+    barriers = summary["levels"]["0"]["barriers"]
+    if step is None:
+        shown = ", ".join(f"k={k}: {100 * b:.2f}%" for k, b in barriers.items())
+        raise UserError(f"auto_rewind.rewind_steps={ic.rewind_steps}: the dense network is stable (barrier below "
+                        f"{100 * float(ic.threshold):g}%) at none of them ({shown}); add later steps")
+    log_fn(f"rewind auto: step {step} (the smallest with a barrier below {100 * float(ic.threshold):g}%)")
+    resolved = ml_collections.ConfigDict(c.to_dict())
+    resolved.rewind = f"{int(step)}it"
+    return resolved, {"rewind_step": int(step), "threshold": float(ic.threshold), "barriers": barriers}
 
 
 def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print) -> dict:

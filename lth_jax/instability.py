@@ -9,7 +9,7 @@ trained to the end with different data orders (``level_LL/k_<k>/copy_C``), and
 the test error along the straight path between them gives the error barrier
 (``level_LL/k_<k>/record.json``). Every one of these is a resumable stage.
 Writes ``metrics.jsonl`` (one row per level and ``k``, with the curve),
-``connectivity.csv``, ``summary.json`` (per level the barriers, and the
+``instability.csv``, ``summary.json`` (per level the barriers, and the
 recommended rewind step: the smallest ``k`` whose barrier is below the
 threshold) and ``figures/error_along_path.png`` and ``figures/barrier_vs_k.png``.
 """
@@ -17,6 +17,7 @@ threshold) and ``figures/error_along_path.png`` and ``figures/barrier_vs_k.png``
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable
 
 import jax
@@ -32,7 +33,8 @@ from lth_jax.optim import make_optimizer
 from lth_jax.results import read_json, write_csv, write_json, write_jsonl
 from lth_jax.rng import Streams
 from lth_jax.stage import Stage
-from lth_jax.tickets import is_imp_run, level_ticket_dir, load_ticket
+from lth_jax.masks import count_prunable, init_mask, prunable_rule
+from lth_jax.tickets import Ticket, is_imp_run, level_ticket_dir, load_ticket
 from lth_jax.train import init_variables, parse_steps
 
 __all__ = ["default_config", "run", "source_recipe", "plot_curves", "plot_barriers", "format_table"]
@@ -64,18 +66,27 @@ def source_recipe(c) -> tuple[ml_collections.ConfigDict, epath.Path]:
     return ml_collections.ConfigDict(read_json(source / "config.json")["config"]), source
 
 
+def check_config(c) -> None:
+    """Refuse (``UserError`` naming the field) settings of the analysis that cannot be used."""
+    if c.noise not in connectivity.NOISES:
+        raise UserError(f"noise={c.noise!r} is not one of {', '.join(connectivity.NOISES)}")
+    if not 0 < float(c.threshold) < 1:
+        raise UserError(f"threshold={c.threshold} is outside (0, 1): it is a test-error difference")
+    if int(c.alphas) < 2:
+        raise UserError(f"alphas={c.alphas}: the path needs at least its two ends")
+    for k in str(c.rewind_steps).split(","):
+        if not re.fullmatch(r"\s*\d+(\.\d*)?\s*(ep|it)?\s*", k):
+            raise UserError(f"rewind_steps={c.rewind_steps}: {k.strip()!r} is not a step count, 'Nit' or 'Nep' (e.g. 0,500it,1ep)")
+
+
 class _Plan:
     """What the experiment trains, from the source run's recipe."""
 
-    def __init__(self, c, workdir: epath.Path, log_fn):
-        if c.noise not in connectivity.NOISES:
-            raise UserError(f"noise={c.noise!r} is not one of {', '.join(connectivity.NOISES)}")
-        if not 0 < float(c.threshold) < 1:
-            raise UserError(f"threshold={c.threshold} is outside (0, 1): it is a test-error difference")
-        connectivity.alpha_grid(c.alphas)
+    def __init__(self, c, workdir: epath.Path, log_fn, data=None):
+        check_config(c)
         self.recipe, source = source_recipe(c)
         self.source = workdir / "source" if source is None else source
-        self.data = load_data(self.recipe)
+        self.data = load_data(self.recipe) if data is None else data
         args, kwargs = imp_arguments(self.recipe, self.data)
         self.model, self.objective, self.train_data, self.eval_data, self.config, _ = args
         self.seed, self.preprocess = int(kwargs["seed"]), kwargs["preprocess"]
@@ -90,7 +101,7 @@ class _Plan:
             raise UserError(f"rewind_steps={c.rewind_steps}: give steps before the end of training ({total} steps)")
         self.levels = sorted({int(level) for level in c.levels})
         if not self.levels or self.levels[0] < 0:
-            raise UserError(f"levels={c.levels}: give IMP levels (0 is the dense network)")
+            raise UserError(f"levels={','.join(map(str, c.levels))}: give IMP levels (0 is the dense network)")
         self.tx = make_optimizer(self.config.optimizer, spe, total)
         self.log = log_fn
 
@@ -122,16 +133,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines + ["barrier: test error along the path minus the ends' mean, in %; * stable"])
 
 
-def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print) -> dict:
-    """The instability experiment of config ``c`` (``experiments/connectivity.py``); resumable."""
+def run(c, workdir: str | os.PathLike, *, data=None, log_fn: Callable[[str], None] = print) -> dict:
+    """The instability experiment of config ``c`` (``experiments/instability.py``); resumable.
+    ``data``: the recipe's dataset, already loaded."""
     workdir = epath.Path(workdir)
-    plan = _Plan(c, workdir, log_fn)
+    plan = _Plan(c, workdir, log_fn, data)
     Stage(workdir, plan.settings()).open()
-    if not c.source_workdir:
+    if not c.source_workdir and plan.levels != [0]:  # the dense network alone needs no tickets
         find_ticket(plan.recipe, plan.source, data=plan.data, log_fn=log_fn)
-    tickets = {level: load_ticket(level_ticket_dir(plan.source, level)) for level in plan.levels}
     example_x = next(iter(plan.train_data.batches(plan.config.batch_size)))["x"][:1]
     params0, batch_stats0 = init_variables(plan.model, Streams(plan.seed).init(), example_x)
+    tickets = {level: _ticket(plan, level, params0) for level in plan.levels}
     trunk = connectivity.trunk_states(plan.model, plan.objective, plan.train_data, plan.eval_data, plan.config, plan.tx, plan.steps,
                                      seed=plan.seed, params0=params0, batch_stats0=batch_stats0,
                                      stage=Stage(workdir / "trunk", {"kind": "trunk", **plan.settings()}).open(),
@@ -142,9 +154,10 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
         ticket = tickets[level]
         for k in plan.steps:
             rows.append(_analyse(c, plan, workdir, level, ticket, trunk[k]))
+            rows[-1]["stable"] = rows[-1]["barrier"] < float(c.threshold)  # the threshold reads the barrier: changing it retrains nothing
             log_fn(f"level {level} k={k}: barrier {100 * rows[-1]['barrier']:.2f}% ({'stable' if rows[-1]['stable'] else 'unstable'})")
     write_jsonl(workdir / "metrics.jsonl", rows)
-    write_csv(workdir / "connectivity.csv", [{k: v for k, v in r.items() if k != "curve"} for r in rows])
+    write_csv(workdir / "instability.csv", [{k: v for k, v in r.items() if k != "curve"} for r in rows])
     summary = _summary(c, plan, rows)
     write_json(workdir / "summary.json", summary)
     from lth_jax import plots  # matplotlib: imported when a figure is drawn
@@ -153,6 +166,15 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
     plots.save(plot_curves(rows, title), workdir / "figures" / "error_along_path.png")
     plots.save(plot_barriers(rows, float(c.threshold), title), workdir / "figures" / "barrier_vs_k.png")
     return summary
+
+
+def _ticket(plan: _Plan, level: int, params0) -> Ticket:
+    """The ticket of ``level`` in the source run; level 0 of a run not found (yet) is the dense mask."""
+    directory = plan.source / f"level_{level:02d}" / "ticket"
+    if level == 0 and not (directory / "ticket.json").exists():
+        total = count_prunable(params0, prunable_rule(tuple(plan.recipe.pruning.exclude)))
+        return Ticket(jax.device_get(init_mask(params0)), params0, {}, {"weights_remaining": total, "fraction_remaining": 1.0})
+    return load_ticket(level_ticket_dir(plan.source, level))
 
 
 def _check_rewind(plan: _Plan, info: dict, trunk: dict, log_fn) -> None:

@@ -177,3 +177,51 @@ def test_the_experiment_writes_its_outputs_and_resumes_stage_by_stage(tmp_path):
     # another noise on the same workdir is refused in one line
     other = _instability(workdir, "--config.noise=data_order_and_augmentation")
     assert other.returncode == 1 and len(other.stderr.strip().splitlines()) == 1 and "noise" in other.stderr
+
+
+def test_find_ticket_rewind_auto_takes_the_smallest_stable_step(tmp_path):
+    workdir = tmp_path / "auto"
+    proc = subprocess.run([sys.executable, "-m", "experiments.find_ticket", "--config=find_ticket_digits_lenet", f"--workdir={workdir}",
+                           "--config.rewind=auto", "--config.training.epochs=3", "--config.pruning.levels=1",
+                           "--config.auto_rewind.rewind_steps=0,5it,1ep", "--config.auto_rewind.alphas=5"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=script_env())
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (workdir / "auto_rewind" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(r["rewind_step"] for r in rows) == [0, 5, 23] and {r["level"] for r in rows} == {0}
+    stable = [r["rewind_step"] for r in rows if r["barrier"] < 0.02]
+    chosen = json.loads((workdir / "summary.json").read_text())["auto_rewind"]["rewind_step"]
+    assert stable and chosen == min(stable)
+    ticket = json.loads((workdir / "level_01" / "ticket" / "ticket.json").read_text())
+    assert ticket["rewind_step"] == chosen and f"rewind auto: step {chosen}" in proc.stdout
+
+
+def test_a_batchnorm_network_under_the_mocked_cifar_preset(tmp_path):
+    """The ResNet-20 preset, narrow and short, on mocked CIFAR-10: statistics recomputed along the path,
+    augmentation noise, every output written."""
+    import tensorflow_datasets as tfds
+
+    from experiments.configs import instability_cifar_resnet20
+    from lth_jax import instability
+
+    c = instability_cifar_resnet20.get_config()
+    c.recipe.model_kwargs.width_multiplier = 1 / 8
+    c.recipe.training.update(epochs=2, batch_size=8, log_every_epochs=0)
+    c.recipe.optimizer.milestones = (1.0,)
+    c.recipe.pruning.levels = 1
+    c.recipe.rewind = "1ep"
+    c.levels, c.rewind_steps, c.alphas, c.bn_batches, c.eval_batch_size = (0, 1), "0,1ep", 3, 2, 8
+    with tfds.testing.mock_data(num_examples=24):
+        summary = instability.run(c, tmp_path, log_fn=lambda line: None)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["level"], r["rewind_step"]) for r in rows) == [(0, 0), (0, 3), (1, 0), (1, 3)]
+    assert all(np.isfinite(r["curve"]["loss"]).all() and r["barrier"] >= -1e-6 for r in rows)
+    assert set(summary["levels"]) == {"0", "1"} and summary["noise"] == "data_order_and_augmentation"
+    trained = [_load(tmp_path / "level_01" / "k_00000003" / f"copy_{i}" / "trained") for i in (0, 1)]
+    assert trained[0]["batch_stats"] and not all(
+        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(trained[0]["params"]), jax.tree.leaves(trained[1]["params"])))
+
+
+def _load(path):
+    from lth_jax.checkpoint import load_tree
+
+    return load_tree(path)
