@@ -20,7 +20,6 @@ from absl import flags
 
 from experiments import cli
 from lth_jax import instability
-from lth_jax.results import read_jsonl
 
 FLAGS = flags.FLAGS
 cli.define_config("instability_digits_lenet.py", "An instability preset from experiments/configs/instability_*.py.")
@@ -33,7 +32,7 @@ def main(argv):
     del argv
     cli.apply_data_flags(FLAGS.config.recipe)
     summary = instability.run(FLAGS.config, FLAGS.workdir)
-    print(instability.format_table(read_jsonl(f"{FLAGS.workdir}/metrics.jsonl")))
+    print(instability.format_table(summary))
     print(f"recommended rewind step (dense): {summary['recommended_rewind_step']}")
     print(f"wrote {FLAGS.workdir}/metrics.jsonl, instability.csv, summary.json and figures/")
 

@@ -343,7 +343,7 @@ def auto_rewind(c, workdir: str | os.PathLike, *, data: ImageData, log_fn: Calla
     log_fn(f"rewind auto: the dense network's instability at steps {ic.rewind_steps} (in {os.fspath(workdir)})")
     summary = instability.run(ic, workdir, data=data, log_fn=log_fn)
     step = summary["recommended_rewind_step"]
-    barriers = summary["levels"]["0"]["barriers"]
+    barriers = {k: cell["mean_barrier"] for k, cell in summary["levels"]["0"]["by_step"].items()}
     if step is None:
         shown = ", ".join(f"k={k}: {100 * b:.2f}%" for k, b in barriers.items())
         raise UserError(f"auto_rewind.rewind_steps={ic.rewind_steps}: the dense network is stable (barrier below "

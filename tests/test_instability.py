@@ -155,24 +155,25 @@ def test_the_experiment_writes_its_outputs_and_resumes_stage_by_stage(tmp_path):
     for level in ("0", "1"):  # the rule, on this run's own barriers
         mine = [r for r in rows if str(r["level"]) == level]
         stable = [r["rewind_step"] for r in mine if r["barrier"] < summary["threshold"]]
+        assert summary["levels"][level]["recommended_rewind_step_by_seed"] == {"0": min(stable) if stable else None}
         assert summary["levels"][level]["recommended_rewind_step"] == (min(stable) if stable else None)
         assert all(r["barrier"] == connectivity.error_barrier(r["curve"]["error"]) and len(r["curve"]["alpha"]) == 5 for r in mine)
     assert (workdir / "figures" / "error_along_path.png").exists() and (workdir / "figures" / "barrier_vs_k.png").exists()
     # the dense training here is the source run's level 0: the same weights at its rewind step
     from lth_jax.checkpoint import load_tree
 
-    saved, trunk = load_tree(workdir / "source" / "level_00" / "rewind"), load_tree(workdir / "trunk" / "k_00000023")
+    saved, trunk = load_tree(workdir / "source" / "level_00" / "rewind"), load_tree(workdir / "seed_0" / "trunk" / "k_00000023")
     for a, b in zip(jax.tree.leaves(saved["params"]), jax.tree.leaves(trunk["params"])):
         np.testing.assert_array_equal(a, b)
     # one copy lost: only it is trained again, to the same weights and the same row
-    copy = workdir / "level_01" / "k_00000023" / "copy_1"
-    kept = (workdir / "level_01" / "k_00000023" / "copy_0" / "record.json").stat().st_mtime_ns
+    copy = workdir / "seed_0" / "level_01" / "k_00000023" / "copy_1"
+    kept = (workdir / "seed_0" / "level_01" / "k_00000023" / "copy_0" / "record.json").stat().st_mtime_ns
     for name in ("record.json",):
         (copy / name).unlink()
-    (workdir / "level_01" / "k_00000023" / "record.json").unlink()
+    (workdir / "seed_0" / "level_01" / "k_00000023" / "record.json").unlink()
     again = _instability(workdir)
     assert again.returncode == 0, again.stderr
-    assert (workdir / "level_01" / "k_00000023" / "copy_0" / "record.json").stat().st_mtime_ns == kept
+    assert (workdir / "seed_0" / "level_01" / "k_00000023" / "copy_0" / "record.json").stat().st_mtime_ns == kept
     assert [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()] == rows
     # another noise on the same workdir is refused in one line
     other = _instability(workdir, "--config.noise=data_order_and_augmentation")
@@ -216,7 +217,7 @@ def test_a_batchnorm_network_under_the_mocked_cifar_preset(tmp_path):
     assert sorted((r["level"], r["rewind_step"]) for r in rows) == [(0, 0), (0, 3), (1, 0), (1, 3)]
     assert all(np.isfinite(r["curve"]["loss"]).all() and r["barrier"] >= -1e-6 for r in rows)
     assert set(summary["levels"]) == {"0", "1"} and summary["noise"] == "data_order_and_augmentation"
-    trained = [_load(tmp_path / "level_01" / "k_00000003" / f"copy_{i}" / "trained") for i in (0, 1)]
+    trained = [_load(tmp_path / "seed_0" / "level_01" / "k_00000003" / f"copy_{i}" / "trained") for i in (0, 1)]
     assert trained[0]["batch_stats"] and not all(
         np.array_equal(a, b) for a, b in zip(jax.tree.leaves(trained[0]["params"]), jax.tree.leaves(trained[1]["params"])))
 
@@ -225,3 +226,25 @@ def _load(path):
     from lth_jax.checkpoint import load_tree
 
     return load_tree(path)
+
+
+def test_parallel_task_tickets_of_every_seed_beside_their_split(tmp_path):
+    from experiments.configs import instability_moons_circles
+    from lth_jax import instability
+
+    c = instability_moons_circles.get_config()
+    c.recipe.update(seeds=(0, 1), extension_level=1, epochs=6, patience=None, stop_on_degradation=False)
+    c.levels, c.rewind_steps, c.alphas = (0, 1, 5), "0,1ep", 5
+    lines = []
+    summary = instability.run(c, tmp_path, log_fn=lines.append)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sorted({(r["seed"], r["level"]) for r in rows}) == [(0, 0), (0, 1), (1, 0), (1, 1)]  # level 5 does not exist
+    assert any("its levels [0, 1] are analysed" in line for line in lines)
+    source = json.loads((tmp_path / "source" / "summary.json").read_text())["seeds"]
+    assert summary["split_levels"] == {s: source[s]["split_level"] for s in ("0", "1")}
+    cell = summary["levels"]["1"]["by_step"]["16"]
+    assert cell["seeds"] == 2 and cell["mean_barrier"] == pytest.approx(np.mean([r["barrier"] for r in rows if (r["level"], r["rewind_step"]) == (1, 16)]))
+    low, high = cell["stable_interval"]
+    assert 0 <= low <= cell["stable_seeds"] / 2 <= high <= 1
+    assert (tmp_path / "figures" / "barrier_vs_level.png").exists()
+    assert "n/N: seeds stable" in instability.format_table(summary)
