@@ -1,8 +1,9 @@
 """Instability analysis (Frankle et al. 2020): the error barrier against the rewind step, dense and for IMP tickets.
 
 The tickets come from an IMP run of one of two experiments (``c.experiment``):
-``find_ticket`` (image classifiers; one seed) or ``parallel_tasks`` (the
-thesis's MLPs; every seed of the run, or ``c.seeds``). The run is found here
+``find_ticket`` (image classifiers; the recipe's seed, or one run per seed of
+``c.seeds``) or ``parallel_tasks`` (the thesis's MLPs; every seed of the run,
+or ``c.seeds``). The run is found here
 (``workdir/source``) or read from ``c.source_workdir``. For each seed the
 dense network is trained once along the run's own level-0 trajectory up to
 the last rewind step asked for (``seed_S/trunk``); then for every analysed
@@ -57,7 +58,7 @@ def default_config(recipe: ml_collections.ConfigDict | None = None, experiment: 
     c.experiment = experiment  # find_ticket | parallel_tasks: the experiment of the recipe
     c.recipe = find_ticket.default_config() if recipe is None else recipe  # the IMP run whose tickets are analysed
     c.source_workdir = ""  # an existing workdir of that experiment (its own recipe is used); empty: run it here
-    c.seeds = ()  # parallel_tasks: the run's seeds to analyse (empty: all)
+    c.seeds = ()  # find_ticket: one run per seed (empty: the recipe's seed); parallel_tasks: the run's seeds (empty: all)
     c.rewind_steps = "0,1ep,2ep,4ep"  # k, comma-separated: steps, "Nit" or "Nep"
     c.levels = (0,)  # IMP levels whose tickets are analysed (0: the dense network)
     c.alphas = connectivity.ALPHAS  # points on the path, both ends included
@@ -105,10 +106,11 @@ class _Source:
     exclude: tuple
     title: str
     find: Callable[[Callable], dict]  # runs (or resumes) the experiment into ``directory``
-    per_seed_runs: bool = False  # parallel_tasks: each seed's IMP run is imp/seed_<s>
+    runs: dict  # seed -> the directory of that seed's IMP run
+    per_seed_runs: bool = False  # parallel_tasks: one run of every seed, stopping at its split or degradation
 
     def run_dir(self, seed: int) -> epath.Path:
-        return self.directory / "imp" / f"seed_{seed}" if self.per_seed_runs else self.directory
+        return self.runs[seed]
 
 
 def _read_recipe(c, check: Callable[[epath.Path], bool]) -> tuple[ml_collections.ConfigDict, epath.Path | None]:
@@ -122,16 +124,38 @@ def _read_recipe(c, check: Callable[[epath.Path], bool]) -> tuple[ml_collections
 
 
 def _find_ticket_source(c, workdir: epath.Path, data) -> _Source:
+    """One find_ticket run (the recipe's seed), or with ``c.seeds`` one per seed (``source/seed_<s>``)."""
     from lth_jax import find_ticket
 
-    recipe, source = _read_recipe(c, is_imp_run)
-    directory = workdir / "source" if source is None else source
+    base = epath.Path(c.source_workdir) if c.source_workdir else None
+    several = bool(c.seeds) and not (base is not None and is_imp_run(base))
+    seeds = [int(s) for s in c.seeds] if several else None
+    if base is not None and several:  # a directory of seed_<s> runs
+        missing = [s for s in seeds if not is_imp_run(base / f"seed_{s}")]
+        if missing:
+            raise UserError(f"--config.source_workdir={c.source_workdir} has no find_ticket run for seed {missing[0]} "
+                            f"(expected {os.fspath(base / f'seed_{missing[0]}')})")
+        recipe = ml_collections.ConfigDict(read_json(base / f"seed_{seeds[0]}" / "config.json")["config"])
+    else:
+        recipe, base = _read_recipe(c, is_imp_run)
+        if base is not None and c.seeds and [int(s) for s in c.seeds] != [int(recipe.seed)]:
+            raise UserError(f"seeds={','.join(map(str, c.seeds))}: {c.source_workdir} is one run, of seed {recipe.seed}")
+    directory = workdir / "source" if base is None else base
+    seeds = seeds or [int(recipe.seed)]
+    runs = {s: directory / f"seed_{s}" for s in seeds} if several else {seeds[0]: directory}
     data = find_ticket.load_data(recipe) if data is None else data
     args, kwargs = find_ticket.imp_arguments(recipe, data)
     model, objective, train_data, eval_data, config, _ = args
-    return _Source(recipe, directory, model, objective, train_data, eval_data, config, kwargs["preprocess"], [int(recipe.seed)],
-                   tuple(recipe.pruning.exclude), f"{recipe.model} on {recipe.dataset} ({recipe.optimizer.name})",
-                   lambda log_fn: find_ticket.find_ticket(recipe, directory, data=data, log_fn=log_fn))
+
+    def find(log_fn) -> dict:
+        for s in seeds:
+            seeded = ml_collections.ConfigDict(recipe.to_dict())
+            seeded.seed = s
+            find_ticket.find_ticket(seeded, runs[s], data=data, log_fn=log_fn)
+        return {}
+
+    return _Source(recipe, directory, model, objective, train_data, eval_data, config, kwargs["preprocess"], seeds,
+                   tuple(recipe.pruning.exclude), f"{recipe.model} on {recipe.dataset} ({recipe.optimizer.name})", find, runs)
 
 
 def _parallel_tasks_source(c, workdir: epath.Path) -> _Source:
@@ -149,7 +173,8 @@ def _parallel_tasks_source(c, workdir: epath.Path) -> _Source:
         raise UserError(f"seeds={','.join(map(str, c.seeds))}: the run has no seed {missing[0]} (its seeds: {list(thesis.seeds)})")
     return _Source(recipe, directory, MLP(setup.shape), setup.objective, setup.train_data, setup.eval_data, setup.train, None, seeds,
                    (), f"MLP {'-'.join(map(str, setup.shape))} on {thesis.dataset}",
-                   lambda log_fn: parallel_tasks.run_parallel_tasks(thesis, directory, log_fn=log_fn), per_seed_runs=True)
+                   lambda log_fn: parallel_tasks.run_parallel_tasks(thesis, directory, log_fn=log_fn),
+                   {s: directory / "imp" / f"seed_{s}" for s in seeds}, per_seed_runs=True)
 
 
 class _Plan:

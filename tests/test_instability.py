@@ -140,6 +140,7 @@ def test_the_two_copies_differ_only_in_their_data_order(monkeypatch):
 
 def _instability(workdir, *args):
     return subprocess.run([sys.executable, "-m", "experiments.instability", f"--workdir={workdir}", "--config.recipe.training.epochs=3",
+                           "--config.seeds=0",
                            "--config.recipe.pruning.levels=1", "--config.levels=0,1", "--config.rewind_steps=0,1ep", "--config.alphas=5",
                            *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=script_env())
 
@@ -162,7 +163,7 @@ def test_the_experiment_writes_its_outputs_and_resumes_stage_by_stage(tmp_path):
     # the dense training here is the source run's level 0: the same weights at its rewind step
     from lth_jax.checkpoint import load_tree
 
-    saved, trunk = load_tree(workdir / "source" / "level_00" / "rewind"), load_tree(workdir / "seed_0" / "trunk" / "k_00000023")
+    saved, trunk = load_tree(workdir / "source" / "seed_0" / "level_00" / "rewind"), load_tree(workdir / "seed_0" / "trunk" / "k_00000023")
     for a, b in zip(jax.tree.leaves(saved["params"]), jax.tree.leaves(trunk["params"])):
         np.testing.assert_array_equal(a, b)
     # one copy lost: only it is trained again, to the same weights and the same row
@@ -248,3 +249,16 @@ def test_parallel_task_tickets_of_every_seed_beside_their_split(tmp_path):
     assert 0 <= low <= cell["stable_seeds"] / 2 <= high <= 1
     assert (tmp_path / "figures" / "barrier_vs_level.png").exists()
     assert "n/N: seeds stable" in instability.format_table(summary)
+
+
+def test_find_ticket_tickets_of_several_seeds(tmp_path):
+    from experiments.configs import instability_digits_lenet
+    from lth_jax import instability
+
+    c = instability_digits_lenet.get_config()
+    c.recipe.training.epochs, c.recipe.pruning.levels = 2, 1
+    c.seeds, c.levels, c.rewind_steps, c.alphas = (0, 1), (0, 1), "0", 3
+    summary = instability.run(c, tmp_path, log_fn=lambda line: None)
+    tickets = [json.loads((tmp_path / "source" / f"seed_{s}" / "level_01" / "ticket" / "ticket.json").read_text()) for s in (0, 1)]
+    assert [t["seed"] for t in tickets] == [0, 1]
+    assert summary["seeds"] == [0, 1] and summary["levels"]["1"]["by_step"]["0"]["seeds"] == 2
