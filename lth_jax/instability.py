@@ -36,7 +36,7 @@ from lth_jax import connectivity
 from lth_jax.errors import UserError
 from lth_jax.fidelity_report import wilson_interval
 from lth_jax.loop import RewindState
-from lth_jax.masks import count_prunable, init_mask, prunable_rule
+from lth_jax.masks import count_prunable, init_mask, prunable_rule, random_mask
 from lth_jax.models import MLP
 from lth_jax.optim import make_optimizer
 from lth_jax.results import read_json, write_csv, write_json, write_jsonl
@@ -65,6 +65,7 @@ def default_config(recipe: ml_collections.ConfigDict | None = None, experiment: 
     c.threshold = connectivity.STABLE_BARRIER  # stable: barrier (test error) below this
     c.noise = "data_order"  # what the two copies differ in: data_order | data_order_and_augmentation
     c.vmap = False  # train both copies in one program (in-memory datasets, small models)
+    c.random_tickets = False  # also each sparse level's random ticket: its layers' counts, a random mask, the same weights
     c.eval_batch_size = 1000
     c.bn_batches = 10  # training batches that recompute BatchNorm statistics at every α
     return c
@@ -227,12 +228,16 @@ def run(c, workdir: str | os.PathLike, *, data=None, log_fn: Callable[[str], Non
                                           stage=Stage(workdir / f"seed_{seed}" / "trunk", {"kind": "trunk", **plan.settings()}).open(),
                                           preprocess=source.preprocess, log_fn=log_fn)
         _check_rewind(source, seed, tickets[levels[0]].info, trunk, log_fn)
-        for level in levels:
+        kinds = [(level, "imp") for level in levels] + [(level, "random") for level in levels if level > 0 and c.random_tickets]
+        for level, kind in kinds:
+            ticket = tickets[level] if kind == "imp" else _random_ticket(source, seed, level, tickets[level])
             for k in plan.steps:
-                row = _analyse(c, plan, workdir / f"seed_{seed}" / f"level_{level:02d}" / f"k_{k:08d}", seed, level, tickets[level], trunk[k])
+                base = workdir / f"seed_{seed}" / f"level_{level:02d}" / ("" if kind == "imp" else "random") / f"k_{k:08d}"
+                row = _analyse(c, plan, base, seed, level, ticket, trunk[k], kind)
                 row["stable"] = row["barrier"] < float(c.threshold)  # read from the barrier: a new threshold retrains nothing
                 rows.append(row)
-                log_fn(f"seed {seed} level {level} k={k}: barrier {100 * row['barrier']:.2f}% ({'stable' if row['stable'] else 'unstable'})")
+                log_fn(f"seed {seed} level {level}{' random' if kind == 'random' else ''} k={k}: barrier {100 * row['barrier']:.2f}% "
+                       f"({'stable' if row['stable'] else 'unstable'})")
     write_jsonl(workdir / "metrics.jsonl", rows)
     write_csv(workdir / "instability.csv", [{k: v for k, v in r.items() if k != "curve"} for r in rows])
     summary = _summary(c, plan, rows, _split_levels(source, found))
@@ -256,6 +261,13 @@ def _ticket(source: _Source, seed: int, level: int, params0) -> Ticket:
     return load_ticket(level_ticket_dir(source.run_dir(seed), level))
 
 
+def _random_ticket(source: _Source, seed: int, level: int, ticket: Ticket) -> Ticket:
+    """The random ticket of ``level``: each layer keeps the IMP ticket's count, at random places (the
+    seed's random-ticket stream); the weights are those at each rewind step, as the IMP ticket's."""
+    mask = random_mask(ticket.mask, Streams(seed).random_ticket(level), scope="layer", prunable=prunable_rule(source.exclude))
+    return Ticket(jax.device_get(mask), ticket.params, ticket.batch_stats, {**ticket.info, "kind": "random"})
+
+
 def _check_rewind(source: _Source, seed: int, info: dict, trunk: dict, log_fn) -> None:
     """The trunk follows the source run's level 0: at its rewind step, the same weights."""
     k = int(info.get("rewind_step", -1))
@@ -270,11 +282,12 @@ def _check_rewind(source: _Source, seed: int, info: dict, trunk: dict, log_fn) -
                "(another machine, device count, executor or version); the analysis uses the weights trained here")
 
 
-def _analyse(c, plan: _Plan, base: epath.Path, seed: int, level: int, ticket: Ticket, start: RewindState) -> dict:
+def _analyse(c, plan: _Plan, base: epath.Path, seed: int, level: int, ticket: Ticket, start: RewindState, kind: str = "imp") -> dict:
     """The barrier of ``level``'s mask at rewind step ``start.step`` (a stage; its copies are stages)."""
     source = plan.source
     settings = {"seed": seed, "level": level, "rewind_step": start.step, "noise": c.noise, "alphas": int(c.alphas),
-                "bn_batches": int(c.bn_batches), "weights_remaining": ticket.info["weights_remaining"]}
+                "bn_batches": int(c.bn_batches), "weights_remaining": ticket.info["weights_remaining"],
+                **({"ticket": kind} if kind != "imp" else {})}
     stage = Stage(base, settings).open()
     if stage.done:
         return stage.record()
@@ -287,7 +300,7 @@ def _analyse(c, plan: _Plan, base: epath.Path, seed: int, level: int, ticket: Ti
                                              bn_batches=int(c.bn_batches), alphas=int(c.alphas), batch_size=int(c.eval_batch_size),
                                              preprocess=source.preprocess)
     row = {
-        "seed": seed, "level": level, "weights_remaining": ticket.info["weights_remaining"],
+        "seed": seed, "level": level, "ticket": kind, "weights_remaining": ticket.info["weights_remaining"],
         "fraction_remaining": ticket.info["fraction_remaining"], "rewind_step": start.step,
         "barrier": connectivity.error_barrier(curve["error"]), "loss_barrier": connectivity.error_barrier(curve["loss"]),
         "end_errors": [curve["error"][0], curve["error"][-1]], "copy_epochs": [cp["record"]["epochs"] for cp in copies],
@@ -307,24 +320,31 @@ def _split_levels(source: _Source, found: dict | None) -> dict:
     return {str(s): seeds[str(s)]["split_level"] for s in source.seeds if str(s) in seeds}
 
 
-def _summary(c, plan: _Plan, rows: list[dict], split_levels: dict) -> dict:
-    threshold = float(c.threshold)
+def _by_level(rows: list[dict], steps: list[int], seeds: list[int], threshold: float) -> dict:
+    """Per level: per ``k`` the mean barrier and the seeds stable (Wilson 95%); the recommended rewind step."""
     levels = {}
     for level in sorted({r["level"] for r in rows}):  # a parallel-task seed may stop before the last level
         cells = {}
-        for k in plan.steps:
+        for k in steps:
             mine = [r for r in rows if r["level"] == level and r["rewind_step"] == k]
             stable = sum(r["barrier"] < threshold for r in mine)
             cells[str(k)] = {"mean_barrier": float(np.mean([r["barrier"] for r in mine])), "seeds": len(mine), "stable_seeds": stable,
                              "stable_interval": list(wilson_interval(stable, len(mine)))}
-        mean = {k: cells[str(k)]["mean_barrier"] for k in plan.steps}
+        mean = {k: cells[str(k)]["mean_barrier"] for k in steps}
         per_seed = {str(s): connectivity.recommended_step({r["rewind_step"]: r["barrier"] for r in rows if r["level"] == level
-                                                            and r["seed"] == s}, threshold) for s in plan.source.seeds}
+                                                            and r["seed"] == s}, threshold) for s in seeds}
         levels[str(level)] = {"fraction_remaining": next(r["fraction_remaining"] for r in rows if r["level"] == level), "by_step": cells,
                               "recommended_rewind_step": connectivity.recommended_step(mean, threshold),
                               "recommended_rewind_step_by_seed": per_seed}
-    return {"experiment": plan.source.title, "threshold": threshold, "noise": c.noise, "seeds": plan.source.seeds,
-            "rewind_steps": plan.steps, "levels": levels, "split_levels": split_levels,
+    return levels
+
+
+def _summary(c, plan: _Plan, rows: list[dict], split_levels: dict) -> dict:
+    threshold, seeds = float(c.threshold), plan.source.seeds
+    levels = _by_level([r for r in rows if r["ticket"] == "imp"], plan.steps, seeds, threshold)
+    random = _by_level([r for r in rows if r["ticket"] == "random"], plan.steps, seeds, threshold)
+    return {"experiment": plan.source.title, "threshold": threshold, "noise": c.noise, "seeds": seeds,
+            "rewind_steps": plan.steps, "levels": levels, **({"random_tickets": random} if random else {}), "split_levels": split_levels,
             "recommended_rewind_step": levels[str(plan.levels[0])]["recommended_rewind_step"]}
 
 
@@ -334,7 +354,9 @@ def format_table(summary: dict) -> str:
     steps = summary["rewind_steps"]
     head = f"{'level':>5} {'weights':>8} " + " ".join(f"{'k=' + str(k):>12}" for k in steps)
     lines = [head, "-" * len(head)]
-    for level, entry in summary["levels"].items():
+    entries = [(level, entry) for level, entry in summary["levels"].items()]
+    entries += [(f"{level}r", entry) for level, entry in summary.get("random_tickets", {}).items()]
+    for level, entry in entries:
         cells = []
         for k in steps:
             cell = entry["by_step"][str(k)]
@@ -344,4 +366,5 @@ def format_table(summary: dict) -> str:
     several = len(summary["seeds"]) > 1
     return "\n".join(lines + [f"barrier: test error along the path minus the ends' mean, in %{' (mean over seeds)' if several else ''}; "
                               + (f"n/N: seeds stable (below {100 * summary['threshold']:g}%)" if several else
-                                 f"*: stable (below {100 * summary['threshold']:g}%)")])
+                                 f"*: stable (below {100 * summary['threshold']:g}%)")
+                              + ("; Lr: level L's random ticket" if summary.get("random_tickets") else "")])

@@ -14,11 +14,12 @@ from lth_jax import plots
 __all__ = ["plot_curves", "plot_barriers", "plot_barrier_by_level"]
 
 
-def _mean_by(rows: Sequence[dict], key: str) -> dict:
-    """Rows averaged over seeds, per value of ``key`` (``level`` and ``rewind_step`` pairs)."""
+def _mean_by(rows: Sequence[dict], key: str = "imp") -> dict:
+    """The rows of ticket kind ``key`` averaged over seeds, per level and rewind step."""
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["level"], r["rewind_step"]), []).append(r)
+        if r.get("ticket", "imp") == key:
+            groups.setdefault((r["level"], r["rewind_step"]), []).append(r)
     return {k: {"fraction_remaining": g[0]["fraction_remaining"], "barrier": float(np.mean([r["barrier"] for r in g])),
                 "error": np.mean([r["curve"]["error"] for r in g], axis=0), "alpha": g[0]["curve"]["alpha"]}
             for k, g in sorted(groups.items())}
@@ -27,7 +28,7 @@ def _mean_by(rows: Sequence[dict], key: str) -> dict:
 def plot_curves(rows: Sequence[dict], title: str = ""):
     """Test error along the path between the two copies (mean over seeds), one panel per level,
     one line per rewind step."""
-    means = _mean_by(rows, "level")
+    means = _mean_by(rows)
     levels = sorted({level for level, _ in means})
     steps = sorted({k for _, k in means})
     colors = plots.seed_colors(len(steps))
@@ -49,15 +50,18 @@ def plot_curves(rows: Sequence[dict], title: str = ""):
 
 
 def plot_barriers(rows: Sequence[dict], threshold: float, title: str = ""):
-    """Error barrier (mean over seeds) against the rewind step k, one line per level (sparsity)."""
-    means = _mean_by(rows, "level")
+    """Error barrier (mean over seeds) against the rewind step k, one line per level (sparsity);
+    random tickets dashed."""
+    means, random = _mean_by(rows), _mean_by(rows, "random")
     levels = sorted({level for level, _ in means})
     fig = plots.figure((5.5, 3.8))
     ax = fig.subplots()
     for level, color in zip(levels, plots.seed_colors(len(levels))):
-        mine = [(k, m) for (lv, k), m in means.items() if lv == level]
-        ax.plot([k for k, _ in mine], [100 * m["barrier"] for _, m in mine], "o-", color=color,
-                label=f"{100 * mine[0][1]['fraction_remaining']:.1f}% of weights")
+        for kind, style in ((means, "o-"), (random, "s--")):
+            mine = [(k, m) for (lv, k), m in kind.items() if lv == level]
+            if mine:
+                ax.plot([k for k, _ in mine], [100 * m["barrier"] for _, m in mine], style, color=color,
+                        label=f"{100 * mine[0][1]['fraction_remaining']:.1f}% of weights{' (random)' if kind is random else ''}")
     ax.axhline(100 * threshold, color="gray", linestyle=":", label=f"stable below {100 * threshold:g}%")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(-0.3, 1.5 * max(max(k for _, k in means), 1))
@@ -71,6 +75,7 @@ def plot_barriers(rows: Sequence[dict], threshold: float, title: str = ""):
 
 def plot_barrier_by_level(rows: Sequence[dict], split_levels: dict, threshold: float, title: str = ""):
     """Barrier against the pruning level, one panel per rewind step: each seed a line, its split level a ring."""
+    rows = [r for r in rows if r.get("ticket", "imp") == "imp"]
     steps = sorted({r["rewind_step"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
     colors = plots.seed_colors(len(seeds))

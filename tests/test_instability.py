@@ -257,8 +257,14 @@ def test_find_ticket_tickets_of_several_seeds(tmp_path):
 
     c = instability_digits_lenet.get_config()
     c.recipe.training.epochs, c.recipe.pruning.levels = 2, 1
-    c.seeds, c.levels, c.rewind_steps, c.alphas = (0, 1), (0, 1), "0", 3
+    c.seeds, c.levels, c.rewind_steps, c.alphas, c.random_tickets = (0, 1), (0, 1), "0", 3, True
     summary = instability.run(c, tmp_path, log_fn=lambda line: None)
     tickets = [json.loads((tmp_path / "source" / f"seed_{s}" / "level_01" / "ticket" / "ticket.json").read_text()) for s in (0, 1)]
     assert [t["seed"] for t in tickets] == [0, 1]
     assert summary["seeds"] == [0, 1] and summary["levels"]["1"]["by_step"]["0"]["seeds"] == 2
+    assert set(summary["random_tickets"]) == {"1"} and "1r" in instability.format_table(summary)
+    # a random ticket: every layer keeps the winning ticket's count, at other places
+    imp, random = (_load(tmp_path / "seed_0" / "level_01" / sub / "k_00000000" / "copy_0" / "trained")["params"] for sub in ("", "random"))
+    for a, b in zip(jax.tree.leaves(imp), jax.tree.leaves(random)):
+        if a.ndim == 2:
+            assert np.count_nonzero(a) == np.count_nonzero(b) and not np.array_equal(a != 0, b != 0)

@@ -5,7 +5,8 @@ pruning per level, late resetting to epoch 1), found for 15 levels with seeds
 0-7; the dense network (level 0) and the tickets of levels 3 (51% of
 weights), 7 (21%) and 15 (3.5%, the sparsity of the paper's LeNet tickets)
 are analysed at rewind steps 0, 5 and 10 iterations, 1, 2 and 5 epochs (23
-iterations an epoch). The paper's finding for LeNet on MNIST, to compare with:
+iterations an epoch), each beside its random ticket (the same layer counts
+at random places, the same weights). The paper's finding for LeNet on MNIST, to compare with:
 the dense network and its IMP tickets are stable from k = 0.
 """
 
@@ -21,4 +22,5 @@ def get_config():
     c.levels = (0, 3, 7, 15)
     c.rewind_steps = "0,5it,10it,1ep,2ep,5ep"
     c.vmap = True
+    c.random_tickets = True
     return c

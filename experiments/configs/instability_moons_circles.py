@@ -5,8 +5,8 @@ the network extension at level 9, pruned by exact counts to 112 weights,
 reset to the initialization, Adam 1e-3, batch 64, early stopping on the test
 loss with patience 30; seeds 0-3). For every seed, the dense network and
 every level up to 9 are analysed at rewind steps 0 (the thesis's reset), 1, 4
-and 16 epochs (16 iterations an epoch). ``figures/barrier_vs_level.png``
-marks each seed's split level.
+and 16 epochs (16 iterations an epoch), each sparse level beside its random
+ticket. ``figures/barrier_vs_level.png`` marks each seed's split level.
 """
 
 from experiments.configs import parallel_tasks_moons_circles
@@ -18,4 +18,5 @@ def get_config():
     c.levels = tuple(range(10))
     c.rewind_steps = "0,1ep,4ep,16ep"
     c.vmap = True
+    c.random_tickets = True
     return c
