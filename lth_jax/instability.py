@@ -290,7 +290,7 @@ def _analyse(c, plan: _Plan, base: epath.Path, seed: int, level: int, ticket: Ti
                 **({"ticket": kind} if kind != "imp" else {})}
     stage = Stage(base, settings).open()
     if stage.done:
-        return stage.record()
+        return {"ticket": kind, **stage.record()}
     copy_stages = [Stage(base / f"copy_{i}", {**settings, "copy": i}, checkpoint_async=source.config.checkpoint_async) for i in (0, 1)]
     copies = connectivity.train_copies(source.model, source.objective, source.train_data, source.eval_data, source.config, plan.tx,
                                        start, ticket.mask, seed=seed, noise=c.noise, stages=copy_stages, vmap=bool(c.vmap),
