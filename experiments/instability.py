@@ -2,7 +2,7 @@ r"""Instability analysis (Frankle, Dziugaite, Roy & Carbin 2020; ``lth_jax.insta
 
     python -m experiments.instability --config=instability_digits_lenet --workdir=runs/instability_digits
     python -m experiments.instability --config=instability_digits_lenet --config.source_workdir=runs/digits \
-        --config.levels=0,5 --config.rewind_steps=0,10it,1ep --workdir=runs/instability_of_digits
+        --config.seeds=0 --config.levels=0,5 --config.rewind_steps=0,10it,1ep --workdir=runs/instability_of_digits
     python -m experiments.instability --config=instability_cifar_resnet20 --workdir=runs/instability_resnet20   # accelerator
 
 For the dense network and the tickets of the chosen IMP levels (found here, or

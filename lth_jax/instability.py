@@ -140,7 +140,8 @@ def _find_ticket_source(c, workdir: epath.Path, data) -> _Source:
     else:
         recipe, base = _read_recipe(c, is_imp_run)
         if base is not None and c.seeds and [int(s) for s in c.seeds] != [int(recipe.seed)]:
-            raise UserError(f"seeds={','.join(map(str, c.seeds))}: {c.source_workdir} is one run, of seed {recipe.seed}")
+            raise UserError(f"seeds={','.join(map(str, c.seeds))}: {c.source_workdir} is one run, of seed {recipe.seed}: "
+                            f"give --config.seeds={recipe.seed}, or a directory of seed_<s> runs")
     directory = workdir / "source" if base is None else base
     seeds = seeds or [int(recipe.seed)]
     runs = {s: directory / f"seed_{s}" for s in seeds} if several else {seeds[0]: directory}
