@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
@@ -49,32 +50,41 @@ def plot_curves(rows: Sequence[dict], title: str = ""):
     return fig
 
 
+def _level_colors(n: int) -> list:
+    cmap = matplotlib.colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1) * 0.9) for i in range(n)]
+
+
 def plot_barriers(rows: Sequence[dict], threshold: float, title: str = ""):
     """Error barrier (mean over seeds) against the rewind step k, one line per level (sparsity);
-    random tickets dashed."""
+    random tickets dashed, in their level's color."""
     means, random = _mean_by(rows), _mean_by(rows, "random")
     levels = sorted({level for level, _ in means})
-    fig = plots.figure((5.5, 3.8))
+    fig = plots.figure((7.5, 4.0))
     ax = fig.subplots()
-    for level, color in zip(levels, plots.seed_colors(len(levels))):
+    for level, color in zip(levels, _level_colors(len(levels))):
         for kind, style in ((means, "o-"), (random, "s--")):
             mine = [(k, m) for (lv, k), m in kind.items() if lv == level]
             if mine:
-                ax.plot([k for k, _ in mine], [100 * m["barrier"] for _, m in mine], style, color=color,
-                        label=f"{100 * mine[0][1]['fraction_remaining']:.1f}% of weights{' (random)' if kind is random else ''}")
+                ax.plot([k for k, _ in mine], [100 * m["barrier"] for _, m in mine], style, color=color, markersize=4,
+                        label=None if kind is random else f"{100 * mine[0][1]['fraction_remaining']:.1f}% of weights")
     ax.axhline(100 * threshold, color="gray", linestyle=":", label=f"stable below {100 * threshold:g}%")
+    if random:
+        ax.plot([], [], "s--", color="gray", markersize=4, label="random ticket (dashed)")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(-0.3, 1.5 * max(max(k for _, k in means), 1))
     ax.set_xlabel("rewind step k (iterations)")
     ax.set_ylabel("error barrier (% test error)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
 
 
 def plot_barrier_by_level(rows: Sequence[dict], split_levels: dict, threshold: float, title: str = ""):
-    """Barrier against the pruning level, one panel per rewind step: each seed a line, its split level a ring."""
+    """Barrier against the pruning level, one panel per rewind step: each seed a line (its random
+    tickets dashed), its split level a ring."""
+    random = [r for r in rows if r.get("ticket", "imp") == "random"]
     rows = [r for r in rows if r.get("ticket", "imp") == "imp"]
     steps = sorted({r["rewind_step"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
@@ -85,6 +95,9 @@ def plot_barrier_by_level(rows: Sequence[dict], split_levels: dict, threshold: f
         for seed, color in zip(seeds, colors):
             mine = sorted((r for r in rows if r["seed"] == seed and r["rewind_step"] == k), key=lambda r: r["level"])
             ax.plot([r["level"] for r in mine], [100 * r["barrier"] for r in mine], ".-", color=color, label=f"seed {seed}")
+            chance = sorted((r for r in random if r["seed"] == seed and r["rewind_step"] == k), key=lambda r: r["level"])
+            if chance:
+                ax.plot([r["level"] for r in chance], [100 * r["barrier"] for r in chance], "--", color=color, alpha=0.6, linewidth=1)
             split = split_levels.get(str(seed))
             at = [r for r in mine if r["level"] == split]
             if at:
@@ -92,9 +105,9 @@ def plot_barrier_by_level(rows: Sequence[dict], split_levels: dict, threshold: f
         ax.axhline(100 * threshold, color="gray", linestyle=":")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"k = {k}", fontsize=9)
-        ax.set_xlabel("pruning level (ring: the seed's split)")
+        ax.set_xlabel("pruning level")
         ax.set_ylabel("error barrier (% test error)")
     axes[0].legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(f"{title}   (ring: the seed's split level{'; dashed: its random tickets' if random else ''})")
     fig.tight_layout()
     return fig
