@@ -140,7 +140,7 @@ def test_the_two_copies_differ_only_in_their_data_order(monkeypatch):
 
 def _instability(workdir, *args):
     return subprocess.run([sys.executable, "-m", "experiments.instability", f"--workdir={workdir}", "--config.recipe.training.epochs=3",
-                           "--config.seeds=0",
+                           "--config.seeds=0", "--config.random_tickets=false",
                            "--config.recipe.pruning.levels=1", "--config.levels=0,1", "--config.rewind_steps=0,1ep", "--config.alphas=5",
                            *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=script_env())
 
@@ -240,11 +240,12 @@ def test_parallel_task_tickets_of_every_seed_beside_their_split(tmp_path):
     summary = instability.run(c, tmp_path, log_fn=lines.append)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert sorted({(r["seed"], r["level"]) for r in rows}) == [(0, 0), (0, 1), (1, 0), (1, 1)]  # level 5 does not exist
+    assert sorted({(r["level"], r["ticket"]) for r in rows}) == [(0, "imp"), (1, "imp"), (1, "random")]
     assert any("its levels [0, 1] are analysed" in line for line in lines)
     source = json.loads((tmp_path / "source" / "summary.json").read_text())["seeds"]
     assert summary["split_levels"] == {s: source[s]["split_level"] for s in ("0", "1")}
     cell = summary["levels"]["1"]["by_step"]["16"]
-    assert cell["seeds"] == 2 and cell["mean_barrier"] == pytest.approx(np.mean([r["barrier"] for r in rows if (r["level"], r["rewind_step"]) == (1, 16)]))
+    assert cell["seeds"] == 2 and cell["mean_barrier"] == pytest.approx(np.mean([r["barrier"] for r in rows if (r["level"], r["rewind_step"], r["ticket"]) == (1, 16, "imp")]))
     low, high = cell["stable_interval"]
     assert 0 <= low <= cell["stable_seeds"] / 2 <= high <= 1
     assert (tmp_path / "figures" / "barrier_vs_level.png").exists()
