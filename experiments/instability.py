@@ -33,7 +33,8 @@ def main(argv):
     cli.apply_data_flags(FLAGS.config.recipe)
     summary = instability.run(FLAGS.config, FLAGS.workdir)
     print(instability.format_table(summary))
-    print(f"recommended rewind step (dense): {summary['recommended_rewind_step']}")
+    level = summary["recommended_for_level"]
+    print(f"recommended rewind step ({'dense' if level == 0 else f'level {level}'}): {summary['recommended_rewind_step']}")
     print(f"wrote {FLAGS.workdir}/metrics.jsonl, instability.csv, summary.json and figures/")
 
 

@@ -12,6 +12,8 @@ files in ``tensorboard/``); :func:`run` is the experiment that
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
 from typing import Callable
@@ -156,14 +158,22 @@ def planned_trajectory(c) -> list[int]:
     return plan.trajectory(mask_lib.count_prunable(params, mask_lib.prunable_rule(plan.exclude)))
 
 
+@functools.lru_cache(maxsize=32)
+def _model_size(model: str, model_kwargs: str, num_classes: int, input_shape: tuple, mixed_precision: bool) -> tuple[int, int]:
+    """Parameters, and activation values per example, of a model (abstract; cached per process)."""
+    c = ml_collections.ConfigDict(dict(model=model, model_kwargs=json.loads(model_kwargs), input_shape=input_shape,
+                                       mixed_precision=mixed_precision))
+    parameters = sum(math.prod(p.shape) for p in jax.tree.leaves(abstract_params(c, num_classes)))
+    return parameters, activation_values(build_model(c, num_classes), jnp.zeros((1,) + input_shape, jnp.float32))
+
+
 def check_sizes(c, workdir: str | os.PathLike) -> None:
     """Refuse (``UserError``), before data or weights are allocated, a run of config ``c`` whose
     parameters, optimizer state and a batch's activations do not fit in this machine's memory
     (the batch split over the local devices), or whose levels do not fit on ``workdir``'s disk."""
-    num_classes = get_spec(c.dataset).num_classes
-    parameters = sum(math.prod(p.shape) for p in jax.tree.leaves(abstract_params(c, num_classes)))
+    parameters, values = _model_size(c.model, config_dict.ConfigDict(c.model_kwargs).to_json(), get_spec(c.dataset).num_classes,
+                                     tuple(c.input_shape), bool(c.mixed_precision))
     per_device = -(-int(c.training.batch_size) // max(1, jax.local_device_count()))
-    values = activation_values(build_model(c, num_classes), jnp.zeros((1,) + tuple(c.input_shape), jnp.float32))
     given = f"batch_size={c.training.batch_size} with model={c.model}"
     check_memory(parameters, 1, given, activation_bytes=values * per_device * (2 if c.mixed_precision else 4))
     check_disk(parameters, len(planned_trajectory(c)), 1, int(c.training.epochs), workdir, f"model={c.model}")

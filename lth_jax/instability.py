@@ -346,7 +346,7 @@ def _summary(c, plan: _Plan, rows: list[dict], split_levels: dict) -> dict:
     random = _by_level([r for r in rows if r["ticket"] == "random"], plan.steps, seeds, threshold)
     return {"experiment": plan.source.title, "threshold": threshold, "noise": c.noise, "seeds": seeds,
             "rewind_steps": plan.steps, "levels": levels, **({"random_tickets": random} if random else {}), "split_levels": split_levels,
-            "recommended_rewind_step": levels[str(plan.levels[0])]["recommended_rewind_step"]}
+            "recommended_rewind_step": levels[str(plan.levels[0])]["recommended_rewind_step"], "recommended_for_level": plan.levels[0]}
 
 
 def format_table(summary: dict) -> str:
