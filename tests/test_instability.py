@@ -185,6 +185,9 @@ def test_the_experiment_writes_its_outputs_and_resumes_stage_by_stage(tmp_path):
     c.noise = "data_order_and_augmentation"  # another noise on the same workdir is refused
     with pytest.raises(UserError, match="noise"):
         instability.run(c, workdir, log_fn=lambda line: None)
+    c.source_workdir, c.seeds = str(workdir / "source" / "seed_0"), (0, 1)  # one run, more seeds asked
+    with pytest.raises(UserError, match="is one run, of seed 0: give --config.seeds=0"):
+        instability.run(c, tmp_path / "other", log_fn=lambda line: None)
 
 
 def test_find_ticket_rewind_auto_takes_the_smallest_stable_step(tmp_path):
