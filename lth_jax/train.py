@@ -1,6 +1,6 @@
 """Mask-aware training: the train state, jitted data-parallel steps, the recipe.
 
-The masking contract (DESIGN.md): the loss is computed on ``apply_mask(params,
+The masking contract: the loss is computed on ``apply_mask(params,
 mask)``, so gradients at pruned positions are exactly zero; the optimizer from
 :mod:`lth_jax.optim` zeroes updates there too. The mask lives in the train state
 and is an argument of the jitted step, never a constant of it: changing it
