@@ -20,8 +20,6 @@ were rewound to). The experiment built on them is :mod:`lth_jax.instability`.
 
 from __future__ import annotations
 
-import math
-import os
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.serialization
@@ -154,10 +152,6 @@ def interpolation_curve(model, objective, params1, params2, eval_data, *, mask=N
 # ---------------------------------------------------------------------------- training
 
 
-def _executor(model, tx, objective, train_data, eval_data, config, *, vmap, preprocess, mesh=None):
-    return build_executor(model, tx, objective, train_data, eval_data, config, vmap=vmap, mesh=mesh, preprocess=preprocess)
-
-
 def trunk_states(model, objective, train_data, eval_data, config: TrainConfig, tx, steps: Sequence[int], *, seed: int,
                  params0, batch_stats0, stage: Stage | None = None, preprocess=None, mesh=None,
                  log_fn: Callable[[str], None] = print) -> dict[int, RewindState]:
@@ -169,7 +163,7 @@ def trunk_states(model, objective, train_data, eval_data, config: TrainConfig, t
     spe = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
     total = config.epochs * spe
     streams, order = Streams(seed), (config.data_seed, seed)
-    executor = _executor(model, tx, objective, train_data, eval_data, config, vmap=False, preprocess=preprocess, mesh=mesh)
+    executor = build_executor(model, tx, objective, train_data, eval_data, config, vmap=False, mesh=mesh, preprocess=preprocess)
     initial = create_train_state(params0, tx, batch_stats=batch_stats0, rng=streams.steps(), step=0)
     full = {0: (initial, FitProgress())}  # full train states at epoch boundaries, by step
     saved = {}
@@ -248,7 +242,7 @@ def train_copies(model, objective, train_data, eval_data, config: TrainConfig, t
                                 log_prefix=f"copy {c}"))
         pending.append(c)
     if pending:
-        executor = _executor(model, tx, objective, train_data, eval_data, config, vmap=vmap, preprocess=preprocess, mesh=mesh)
+        executor = build_executor(model, tx, objective, train_data, eval_data, config, vmap=vmap, mesh=mesh, preprocess=preprocess)
         results = [r for r, replica in zip(fit_replicas(replicas, executor, config, log_fn=log_fn), replicas) if replica.data_seed is not None]
         for c, result in zip(pending, results):
             trained = jax.device_get({"params": result.state.params, "batch_stats": result.state.batch_stats})

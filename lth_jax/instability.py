@@ -45,7 +45,7 @@ from lth_jax.stage import Stage
 from lth_jax.tickets import Ticket, is_imp_run, level_ticket_dir, load_ticket
 from lth_jax.train import init_variables, parse_steps
 
-__all__ = ["EXPERIMENTS", "default_config", "check_config", "run", "format_table"]
+__all__ = ["EXPERIMENTS", "default_config", "image_preset", "check_config", "run", "format_table"]
 
 EXPERIMENTS = ("find_ticket", "parallel_tasks")  # the experiments whose tickets can be analysed
 
@@ -68,6 +68,19 @@ def default_config(recipe: ml_collections.ConfigDict | None = None, experiment: 
     c.random_tickets = False  # also each sparse level's random ticket: its layers' counts, a random mask, the same weights
     c.eval_batch_size = 1000
     c.bn_batches = 10  # training batches that recompute BatchNorm statistics at every α
+    return c
+
+
+def image_preset(recipe: ml_collections.ConfigDict, levels: tuple[int, ...]) -> ml_collections.ConfigDict:
+    """The CIFAR presets' analysis of a find_ticket ``recipe``: tickets found with late resetting to
+    epoch 1 up to the last of ``levels``, rewind steps 0-10000 iterations, SGD noise of data order
+    and augmentation (the paper's)."""
+    recipe.rewind = "1ep"
+    recipe.pruning.levels = max(levels)
+    c = default_config(recipe)
+    c.levels = tuple(levels)
+    c.rewind_steps = "0,100it,500it,2000it,10000it"
+    c.noise = "data_order_and_augmentation"
     return c
 
 

@@ -4,6 +4,7 @@ that epoch; a finite loss far above chance is read at the level's end)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -49,17 +50,25 @@ def check_memory(parameters: int, replicas: int, given: str, available: int | No
                         f"{'network, batch' if activation_bytes else 'network'} or fewer seeds")
 
 
-def activation_values(model, example_x, **apply_kwargs) -> int:
+def activation_values(model, example_x) -> int:
     """Values one example's forward pass computes in ``model`` (every submodule's output, as
     ``capture_intermediates`` sees them): what training keeps for the backward pass, per example.
-    Abstract: nothing is computed or allocated."""
+    Abstract: nothing is computed or allocated; cached per model and input shape."""
+    x = jax.ShapeDtypeStruct((1,) + tuple(example_x.shape[1:]), example_x.dtype)
+    try:
+        return _activation_values(model, x)
+    except TypeError:  # a module with unhashable attributes: not cached
+        return _activation_values.__wrapped__(model, x)
+
+
+@functools.lru_cache(maxsize=64)
+def _activation_values(model, example_x) -> int:
     def forward(x):
         variables = model.init(jax.random.PRNGKey(0), x, train=False)
-        out, state = model.apply(variables, x, train=True, capture_intermediates=True, mutable=["intermediates", "batch_stats"],
-                                 **apply_kwargs)
+        out, state = model.apply(variables, x, train=True, capture_intermediates=True, mutable=["intermediates", "batch_stats"])
         return state["intermediates"]
 
-    shapes = jax.eval_shape(forward, example_x[:1])
+    shapes = jax.eval_shape(forward, example_x)
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
 
 

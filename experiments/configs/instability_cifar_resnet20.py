@@ -12,15 +12,8 @@ order and augmentation (the paper's SGD noise). Narrow it for a quick look:
 """
 
 from experiments.configs import find_ticket_openlth_cifar_resnet
-from lth_jax.instability import default_config
+from lth_jax.instability import image_preset
 
 
 def get_config():
-    recipe = find_ticket_openlth_cifar_resnet.get_config("20")
-    recipe.rewind = "1ep"
-    recipe.pruning.levels = 8
-    c = default_config(recipe)
-    c.levels = (0, 4, 8)
-    c.rewind_steps = "0,100it,500it,2000it,10000it"
-    c.noise = "data_order_and_augmentation"
-    return c
+    return image_preset(find_ticket_openlth_cifar_resnet.get_config("20"), levels=(0, 4, 8))

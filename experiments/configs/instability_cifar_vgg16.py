@@ -11,15 +11,8 @@ augmentation (the paper's SGD noise).
 """
 
 from experiments.configs import find_ticket_openlth_cifar_vgg
-from lth_jax.instability import default_config
+from lth_jax.instability import image_preset
 
 
 def get_config():
-    recipe = find_ticket_openlth_cifar_vgg.get_config("16")
-    recipe.rewind = "1ep"
-    recipe.pruning.levels = 19
-    c = default_config(recipe)
-    c.levels = (0, 10, 19)
-    c.rewind_steps = "0,100it,500it,2000it,10000it"
-    c.noise = "data_order_and_augmentation"
-    return c
+    return image_preset(find_ticket_openlth_cifar_vgg.get_config("16"), levels=(0, 10, 19))
