@@ -7,28 +7,16 @@ that split at any of the row's level counts; :func:`report` writes both.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Sequence
 
-import numpy as np
 from etils import epath
 
 from lth_jax.fidelity import ROW_FIELDS, SYSTEMS, THESIS_PUBLISHED, _axis, experiment_of
 from lth_jax.results import write_csv
+from lth_jax.stats import intervals_overlap, mean_or_none, median_or_none, wilson_interval
 
-__all__ = ["wilson_interval", "point_table", "row_table", "report"]
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson's score interval of a binomial rate (95% by default); (0, 1) without trials."""
-    if trials <= 0:
-        return 0.0, 1.0
-    p = successes / trials
-    denominator = 1.0 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # the rate inside, despite rounding
+__all__ = ["point_table", "row_table", "report"]
 
 
 def point_table(rows: Sequence[dict]) -> list[dict]:
@@ -50,12 +38,12 @@ def point_table(rows: Sequence[dict]) -> list[dict]:
                 "experiment": experiment_of(point), "point": point, "x": _axis(point)[0], "width": _axis(point)[1],
                 "system": system, "seeds": n, "splits": k,
                 "split_rate": k / n, "ci_low": lo, "ci_high": hi,
-                "median_split_level": _median([r["split_level"] for r in split_runs]),
-                "median_degradation_level": _median([r["degradation_level"] for r in mine if r["degradation_level"] is not None]),
+                "median_split_level": median_or_none([r["split_level"] for r in split_runs]),
+                "median_degradation_level": median_or_none([r["degradation_level"] for r in mine if r["degradation_level"] is not None]),
                 **{c: sum(r["category"] == c for r in mine) for c in ("Separated", "Separated-Degraded", "Degraded", "Interconnected")},
-                "mean_active_at_split": _mean([r["active_at_split"] for r in split_runs]),
-                "final_loss_split": _mean([r["final_test_loss"] for r in split_runs]),
-                "final_loss_other": _mean([r["final_test_loss"] for r in other]),
+                "mean_active_at_split": mean_or_none([r["active_at_split"] for r in split_runs]),
+                "final_loss_split": mean_or_none([r["final_test_loss"] for r in split_runs]),
+                "final_loss_other": mean_or_none([r["final_test_loss"] for r in other]),
                 "intervals_overlap": None, "overlaps_published": None,
             }
         if point in THESIS_PUBLISHED and cells:
@@ -118,17 +106,7 @@ def _row_markdown(table: Sequence[dict]) -> str:
 
 
 def _overlap(a: dict, b: dict) -> bool:
-    return a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
-
-
-def _median(values):
-    values = [v for v in values if v is not None]
-    return float(np.median(values)) if values else None
-
-
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
+    return intervals_overlap((a["ci_low"], a["ci_high"]), (b["ci_low"], b["ci_high"]))
 
 
 def _fmt(value, digits: int = 3) -> str:

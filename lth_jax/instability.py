@@ -34,7 +34,7 @@ from etils import epath
 
 from lth_jax import connectivity
 from lth_jax.errors import UserError
-from lth_jax.fidelity_report import wilson_interval
+from lth_jax.stats import wilson_interval
 from lth_jax.loop import RewindState
 from lth_jax.masks import count_prunable, init_mask, prunable_rule, random_mask
 from lth_jax.models import MLP

@@ -26,6 +26,7 @@ from lth_jax.masks import Prunable, default_prunable, mask_overlap
 from lth_jax.plots import log_ticks, mean_std_curve, sparsity_axis
 from lth_jax.pytree import named_leaves
 from lth_jax.results import read_json
+from lth_jax.stats import mean_std
 from lth_jax.tickets import load_ticket
 
 __all__ = ["source_label", "chance_iou", "ticket_overlaps", "plot_overlaps", "overlap_table", "overlap_rows"]
@@ -152,11 +153,11 @@ def _overlap_means(overlaps: Sequence[dict]) -> list[dict]:
         groups.setdefault((row["model"], row["a"], row["b"], row["level"]), []).append(row)
     means = []
     for (model, a, b, level), members in sorted(groups.items()):
-        iou = np.array([row["iou"] for row in sorted(members, key=lambda row: row["seed"])])
+        iou_mean, iou_std = mean_std([row["iou"] for row in sorted(members, key=lambda row: row["seed"])])
         means.append({
             "model": model, "a": a, "b": b, "level": level,
             "fraction_remaining": float(np.mean([row["fraction_remaining"] for row in members])),
-            "iou_mean": float(np.mean(iou)), "iou_std": float(np.std(iou)),
+            "iou_mean": iou_mean, "iou_std": iou_std,
             "seeds": sorted(row["seed"] for row in members),
             "skipped": sorted({path for row in members for path in row["skipped"]}),
         })

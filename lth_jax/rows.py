@@ -18,6 +18,7 @@ from etils import epath
 
 from lth_jax.errors import UserError
 from lth_jax.results import read_json, read_jsonl, read_jsonl_prefix, write_jsonl
+from lth_jax.stats import mean_std
 
 __all__ = ["TICKET_KINDS", "GROUP_KEYS", "ROW_KEYS", "workdir_list", "load_rows", "study_row", "StudyMetrics", "aggregate"]
 
@@ -130,12 +131,12 @@ def _summarize(group: tuple, members: list[dict]) -> dict:
     models = sorted({row["model"] for row in members})
     if len(models) > 1:
         raise UserError(f"several models ({', '.join(models)}) for {_describe(group)}: report one model at a time")
-    accuracy = np.array([row["test_accuracy"] for row in members], dtype=np.float64)
+    accuracy_mean, accuracy_std = mean_std([row["test_accuracy"] for row in members])
     return {
         **dict(zip(GROUP_KEYS, group)),
         "fraction_remaining": float(np.mean([row["fraction_remaining"] for row in members])),
-        "test_accuracy_mean": float(np.mean(accuracy)),
-        "test_accuracy_std": float(np.std(accuracy)),
+        "test_accuracy_mean": accuracy_mean,
+        "test_accuracy_std": accuracy_std,
         "test_loss_mean": float(np.mean([row["test_loss"] for row in members])),
         "seeds": seeds,
         "n": len(members),

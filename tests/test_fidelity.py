@@ -16,19 +16,6 @@ from lth_jax.parallel_tasks import ThesisConfig
 from lth_jax.structure import analyze
 
 
-def test_wilson_interval_matches_known_values():
-    lo, hi = fidelity_report.wilson_interval(0, 4)
-    assert lo == 0.0 and hi == pytest.approx(0.4899, abs=1e-4)
-    # p = 0.4, n = 40: centre (0.4 + z²/80) / (1 + z²/40) = 0.40876, half-width 0.14528
-    lo, hi = fidelity_report.wilson_interval(16, 40)
-    assert (lo, hi) == pytest.approx((0.26348, 0.55405), abs=1e-4)
-    lo, hi = fidelity_report.wilson_interval(40, 40)
-    assert hi == 1.0 and lo == pytest.approx(0.9124, abs=1e-4)
-    assert fidelity_report.wilson_interval(0, 0) == (0.0, 1.0)
-    # more seeds, narrower interval around the same rate
-    assert np.diff(fidelity_report.wilson_interval(8, 32)) < np.diff(fidelity_report.wilson_interval(2, 8))
-
-
 def test_points_name_the_thesis_grids():
     assert fidelity.point_overrides("w48_L10") == {"shape": (4, 48, 48, 2), "extension_level": None, "levels": 10, "target": 112, "rate": None}
     assert fidelity.point_overrides("ext9")["extension_level"] == 9 and fidelity.point_overrides("ext9")["base_shape"] == (4, 8, 8, 2)
