@@ -3,21 +3,21 @@
 A *point* is one experiment of the thesis's grids, named as the thesis-code
 driver (``benchmarks/fidelity/thesis_driver.py``) names it: ``extN`` (E1: the
 network extension of (4, 8, 8, 2) at level N), ``e2_extN`` (E2: base
-(4, 20, 2)) and ``wW_LN`` (E4: width W, N levels pruned to 112 weights).
-:func:`run_lth_jax` trains many seeds of each point here; :func:`read_thesis_code`
-reads the driver's JSON lines (the thesis's PyTorch code, run in a virtualenv of
-its own). Both become the same per-seed rows (:data:`ROW_FIELDS`), and
-:func:`report` writes, per experiment, one Markdown and CSV table (split rate
-with its binomial 95% interval, split and degradation levels, categories,
-active weights at the split, test loss) and the figures (:mod:`lth_jax.fidelity_report`). :func:`run` is
-``experiments/fidelity.py``'s experiment (presets ``experiments/configs/fidelity_*.py``).
+(4, 20, 2)) and ``wW_LN`` (E4: width W, N levels pruned to 112 weights); see
+:mod:`lth_jax.fidelity_points`. :func:`run_lth_jax` trains many seeds of each
+point here; :func:`read_thesis_code` reads the driver's JSON lines (the thesis's
+PyTorch code, run in a virtualenv of its own). Both become the same per-seed rows
+(:data:`ROW_FIELDS`), and :func:`lth_jax.fidelity_report.report` writes, per
+experiment, one Markdown and CSV table (split rate with its binomial 95% interval,
+split and degradation levels, categories, active weights at the split, test loss)
+and the figures. :func:`run` is ``experiments/fidelity.py``'s experiment (presets
+``experiments/configs/fidelity_*.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 from typing import Callable, Sequence
@@ -27,14 +27,15 @@ import numpy as np
 from etils import epath
 
 from lth_jax.errors import UserError
+from lth_jax.fidelity_points import ROW_FIELDS, SYSTEMS, THESIS_PUBLISHED, experiment_of, parse_point, point_overrides
+from lth_jax.fidelity_report import report as write_report
 from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
 from lth_jax.results import read_json, read_jsonl, write_json, write_jsonl
 from lth_jax.structure import analyze, run_category
 
-__all__ = ["POINT_SETS", "THESIS_PUBLISHED", "point_overrides", "experiment_of", "seed_row", "run_lth_jax",
+__all__ = ["POINT_SETS", "THESIS_PUBLISHED", "ROW_FIELDS", "SYSTEMS", "point_overrides", "experiment_of", "seed_row", "run_lth_jax",
            "read_thesis_code", "status_of_potential", "rule_check", "structure_rows", "default_config", "run"]
 
-E4_TARGET = 112
 POINT_SETS = {
     # A few minutes on a 2-core CPU: the two E4 points the thesis's text and ours disagree on most, and E1 at level 3.
     "quick": ("w38_L10", "w48_L10", "ext3"),
@@ -42,50 +43,6 @@ POINT_SETS = {
     + tuple(f"e2_ext{e}" for e in (0, 4, 8, 12))
     + tuple(f"w{w}_L{n:02d}" for w in (31, 38, 48, 57) for n in (2, 4, 6, 8, 10)),
 }
-# What the thesis published: runs that split / runs, read off its figures (4 seeds a point for E1 and E4,
-# 5 for E2): the E4 grid drawn by its analysis notebook (project/analysis/grid_plot.ipynb, "grid.png"),
-# the E1 and E2 histograms (latex/thesis/images/{2,1}-layer-histogram-split-behaviour.png).
-_E4_PUBLISHED = {57: (0, 1, 0, 3, 1, 1, 4, 2, 2, 3), 48: (0, 0, 1, 2, 0, 3, 3, 1, 2, 3), 38: (0,) * 10, 31: (0,) * 10}
-THESIS_PUBLISHED = {
-    **{f"w{w}_L{n:02d}": (k[n - 1], 4) for w, k in _E4_PUBLISHED.items() for n in range(1, 11)},
-    **{f"ext{e}": (k, 4) for e, k in enumerate((0, 0, 0, 0, 0, 0, 0, 1, 1, 4, 2, 3, 4, 3, 4))},
-    **{f"e2_ext{e}": (k, 5) for e, k in enumerate((0, 0, 0, 0, 0, 3, 4, 5, 3, 4, 5, 5, 4))},
-}
-ROW_FIELDS = ("system", "point", "seed", "split", "split_level", "degradation_level", "category", "levels_trained",
-              "active_at_split", "loss_at_split", "final_weights", "final_test_loss", "epochs")
-SYSTEMS = ("lth_jax", "thesis_code", "thesis_published")
-_POINT = re.compile(r"^(?:ext(\d+)|e2_ext(\d+)|w(\d+)_L(\d+))$")
-
-
-def _match(name: str) -> re.Match:
-    match = _POINT.match(name)
-    if match is None:
-        raise UserError(f"point {name!r} is not extN (E1), e2_extN (E2) or wW_LN (E4), e.g. ext9, e2_ext4, w48_L10")
-    return match
-
-
-def point_overrides(name: str) -> dict:
-    """The :class:`ThesisConfig` fields that make point ``name`` (everything else: the thesis's defaults)."""
-    e1, e2, width, levels = _match(name).groups()
-    if e1 is not None:
-        return {"base_shape": (4, 8, 8, 2), "extension_level": int(e1), "shape": None, "levels": None, "target": None, "rate": 0.32}
-    if e2 is not None:
-        return {"base_shape": (4, 20, 2), "extension_level": int(e2), "shape": None, "levels": None, "target": None, "rate": 0.32}
-    return {"shape": (4, int(width), int(width), 2), "extension_level": None, "levels": int(levels), "target": E4_TARGET, "rate": None}
-
-
-def experiment_of(name: str) -> str:
-    """``"E1"``, ``"E2"`` or ``"E4"``."""
-    e1, e2, _, _ = _match(name).groups()
-    return "E1" if e1 is not None else "E2" if e2 is not None else "E4"
-
-
-def _axis(name: str) -> tuple[int, int | None]:
-    """(x, y) of a point in its grid: (extension level, None) or (levels, width)."""
-    e1, e2, width, levels = _match(name).groups()
-    return (int(e1 if e1 is not None else e2), None) if width is None else (int(levels), int(width))
-
-
 def seed_row(system: str, point: str, seed: int, levels: Sequence[dict]) -> dict:
     """One run as a row of :data:`ROW_FIELDS`; ``levels``: per level ``status``, ``weights``,
     ``active_edges``, ``test_loss``, ``epochs`` (in level order)."""
@@ -204,7 +161,7 @@ def _points(value) -> tuple[str, ...]:
     names = [n.strip() for v in ((value,) if isinstance(value, str) else value) for n in str(v).split(",") if n.strip()]
     points = tuple(p for name in names for p in POINT_SETS.get(name, (name,)))
     for point in points:
-        _match(point)
+        parse_point(point)
     return points
 
 
@@ -264,6 +221,4 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
         structure = (f"{key[0]}, seed {key[1]}", structure_rows(metrics, record, masks_of.get(key)))
     write_jsonl(workdir / "rows.jsonl", rows)
     write_json(workdir / "points.json", {"points": list(points), "seeds": int(c.seeds), "thesis_results": results})
-    from lth_jax.fidelity_report import report  # its tables and figures
-
-    return report(rows, workdir, notes=notes, structure=structure)
+    return write_report(rows, workdir, notes=notes, structure=structure)

@@ -1,7 +1,7 @@
 """Fidelity tables: split rates with binomial intervals, per point and per grid row, as Markdown, CSV and figures.
 
-:func:`point_table` summarises the per-seed rows of :mod:`lth_jax.fidelity` per point and system (with the
-thesis's published counts beside them); :func:`row_table` per E4 width, counting seeds (initializations)
+:func:`point_table` summarises the per-seed rows (:data:`lth_jax.fidelity_points.ROW_FIELDS`) per
+point and system (with the thesis's published counts beside them); :func:`row_table` per E4 width, counting seeds (initializations)
 that split at any of the row's level counts; :func:`report` writes both.
 """
 
@@ -12,7 +12,7 @@ from typing import Sequence
 
 from etils import epath
 
-from lth_jax.fidelity import ROW_FIELDS, SYSTEMS, THESIS_PUBLISHED, _axis, experiment_of
+from lth_jax.fidelity_points import ROW_FIELDS, SYSTEMS, THESIS_PUBLISHED, experiment_of, point_axis
 from lth_jax.results import write_csv
 from lth_jax.stats import intervals_overlap, mean_or_none, median_or_none, wilson_interval
 
@@ -24,7 +24,7 @@ def point_table(rows: Sequence[dict]) -> list[dict]:
     degradation levels, categories, mean active weights at the split, mean final test loss of
     split and other runs; and per point whether the two systems' intervals overlap."""
     table = []
-    for point in sorted({r["point"] for r in rows}, key=lambda p: (experiment_of(p), _axis(p)[1] or 0, _axis(p)[0])):
+    for point in sorted({r["point"] for r in rows}, key=lambda p: (experiment_of(p), point_axis(p)[1] or 0, point_axis(p)[0])):
         cells = {}
         for system in SYSTEMS:
             mine = [r for r in rows if r["point"] == point and r["system"] == system]
@@ -35,7 +35,7 @@ def point_table(rows: Sequence[dict]) -> list[dict]:
             split_runs = [r for r in mine if r["split"]]
             other = [r for r in mine if not r["split"]]
             cells[system] = {
-                "experiment": experiment_of(point), "point": point, "x": _axis(point)[0], "width": _axis(point)[1],
+                "experiment": experiment_of(point), "point": point, "x": point_axis(point)[0], "width": point_axis(point)[1],
                 "system": system, "seeds": n, "splits": k,
                 "split_rate": k / n, "ci_low": lo, "ci_high": hi,
                 "median_split_level": median_or_none([r["split_level"] for r in split_runs]),
@@ -50,7 +50,7 @@ def point_table(rows: Sequence[dict]) -> list[dict]:
             k, n = THESIS_PUBLISHED[point]
             lo, hi = wilson_interval(k, n)
             cells["thesis_published"] = {**{key: None for key in next(iter(cells.values()))}, "experiment": experiment_of(point),
-                                         "point": point, "x": _axis(point)[0], "width": _axis(point)[1], "system": "thesis_published", "seeds": n, "splits": k,
+                                         "point": point, "x": point_axis(point)[0], "width": point_axis(point)[1], "system": "thesis_published", "seeds": n, "splits": k,
                                          "split_rate": k / n, "ci_low": lo, "ci_high": hi,
                                          **{c: 0 for c in ("Separated", "Separated-Degraded", "Degraded", "Interconnected")}}
         if "lth_jax" in cells and "thesis_code" in cells:
@@ -69,15 +69,16 @@ def row_table(rows: Sequence[dict]) -> list[dict]:
     all never split. The thesis's grid reuses its 4 seeds (4 initializations) in every cell of a row."""
     table = []
     e4 = [r for r in rows if experiment_of(r["point"]) == "E4"]
-    for width in sorted({_axis(r["point"])[1] for r in e4}):
+    for width in sorted({point_axis(r["point"])[1] for r in e4}):
         # the level counts every system ran, so that the systems' rows count the same cells
-        ran = [{_axis(r["point"])[0] for r in e4 if r["system"] == system and _axis(r["point"])[1] == width} for system in SYSTEMS[:2]]
+        ran = [{point_axis(r["point"])[0] for r in e4 if r["system"] == system and point_axis(r["point"])[1] == width}
+               for system in SYSTEMS[:2]]
         counts = sorted(set.intersection(*[c for c in ran if c]))
         for system in SYSTEMS[:2]:
-            mine = [r for r in e4 if r["system"] == system and _axis(r["point"])[1] == width and _axis(r["point"])[0] in counts]
+            mine = [r for r in e4 if r["system"] == system and point_axis(r["point"])[1] == width and point_axis(r["point"])[0] in counts]
             by_seed = {}
             for r in mine:
-                by_seed.setdefault(r["seed"], {})[_axis(r["point"])[0]] = r["split"]
+                by_seed.setdefault(r["seed"], {})[point_axis(r["point"])[0]] = r["split"]
             complete = [splits for splits in by_seed.values() if len(splits) == len(counts)]
             if not complete:
                 continue

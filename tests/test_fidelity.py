@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, script_env
 from helpers import assert_one_line_error
 
-from lth_jax import fidelity, fidelity_report
+from lth_jax import fidelity, fidelity_points, fidelity_report
 from lth_jax.errors import UserError
 from lth_jax.parallel_tasks import ThesisConfig
 from lth_jax.structure import analyze
@@ -28,6 +28,15 @@ def test_points_name_the_thesis_grids():
             assert plan.trajectory(sum(a * b for a, b in zip(shape, shape[1:])))[-1] == 112
     with pytest.raises(UserError, match="point 'w48L10' is not"):
         fidelity.point_overrides("w48L10")
+
+
+def test_points_place_themselves_in_their_grids_and_the_report_needs_no_harness():
+    assert [fidelity_points.point_axis(p) for p in ("ext3", "e2_ext12", "w31_L02")] == [(3, None), (12, None), (2, 31)]
+    assert fidelity.point_overrides is fidelity_points.point_overrides and fidelity.SYSTEMS == fidelity_points.SYSTEMS
+    # the tables import the point definitions, not the harness that trains them (which imports the tables)
+    code = "import sys, lth_jax.fidelity_report; print('lth_jax.fidelity' in sys.modules, 'lth_jax.parallel_tasks' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=script_env())
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
 
 
 def _levels(statuses):
