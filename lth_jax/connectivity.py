@@ -29,7 +29,7 @@ import numpy as np
 
 from lth_jax.errors import UserError
 from lth_jax.executors import build_executor
-from lth_jax.loop import FitProgress, Replica, RewindState, fit_replicas
+from lth_jax.loop import FitProgress, Replica, RewindState, fit_replicas, resume_stage
 from lth_jax.masks import apply_mask, init_mask
 from lth_jax.models.layers import BATCH_NORM_MOMENTUM
 from lth_jax.rng import Streams
@@ -233,11 +233,7 @@ def train_copies(model, objective, train_data, eval_data, config: TrainConfig, t
                 if vmap:  # a finished row that does not train: the other copy runs in the program shape it had with it
                     replicas.append(Replica(state.replace(step=total), None))
                 continue
-        progress = None
-        if stage is not None:
-            state, saved = stage.resume(state)
-            progress = None if saved is None else FitProgress.from_dict(saved)
-        checkpoint = None if stage is None else (lambda s, p, stage=stage: stage.save_checkpoint(s, p.to_dict()))
+        state, progress, checkpoint = resume_stage(stage, state, tag=f"copy {c}", log_fn=log_fn)
         replicas.append(Replica(state, streams.copy_data_seed(config.data_seed, c), progress, checkpoint=checkpoint,
                                 log_prefix=f"copy {c}"))
         pending.append(c)

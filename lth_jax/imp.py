@@ -37,7 +37,7 @@ from etils import epath
 from lth_jax import masks as mask_lib
 from lth_jax.errors import UserError
 from lth_jax.executors import build_executor
-from lth_jax.loop import FitProgress, Replica, RewindState, fit_replicas, level_record
+from lth_jax.loop import Replica, RewindState, fit_replicas, level_record, resume_stage
 from lth_jax.objectives import Objective
 from lth_jax.optim import make_optimizer
 from lth_jax.rng import Streams
@@ -290,12 +290,7 @@ class _Imp:
                                        rng=s.streams.steps(), step=self.rewind_step)
             if stage is not None and not stage.has("ticket"):
                 save_ticket(stage.path("ticket"), self.ticket(s, level, state.params, state.batch_stats, mask))
-        progress = None
-        if stage is not None:
-            state, saved = stage.resume(state)
-            if saved is not None:
-                progress = FitProgress.from_dict(saved)
-                self.log(f"{self.tag(s, level)}: resuming from step {int(state.step)}")
+        state, progress, checkpoint = resume_stage(stage, state, tag=self.tag(s, level), log_fn=self.log)
         if self.options.on_level_start is not None:
             self.options.on_level_start(level, state, s.seed)
 
@@ -306,7 +301,6 @@ class _Imp:
 
         hooks = [_with_context(hook, level, s.seed) for hook in self.options.hooks]
         on_epoch = () if self.options.on_epoch is None else [lambda record: self.options.on_epoch({"level": level, "seed": s.seed, **record})]
-        checkpoint = None if stage is None else (lambda st, p: stage.save_checkpoint(st, p.to_dict()))
         replica = Replica(state, (self.config.data_seed, s.seed), progress, on_rewind, checkpoint, hooks, self.tag(s, level), on_epoch)
         return replica, stage, mask
 

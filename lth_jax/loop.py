@@ -26,7 +26,7 @@ from lth_jax.train import TrainConfig, TrainState, averages, diverged_loss, earl
 
 __all__ = [
     "Replica", "RewindState", "FitProgress", "FitResult", "fit_replicas", "fit", "level_record", "format_level",
-    "early_stopping_update", "format_record", "diverged_loss",
+    "early_stopping_update", "format_record", "diverged_loss", "resume_stage",
 ]
 
 Hook = Callable[[TrainState, dict], None]
@@ -86,6 +86,22 @@ class FitResult:
         """The last evaluated epoch's record."""
         evaluated = [r for r in self.progress.history if r.get("evaluated")]
         return evaluated[-1] if evaluated else {}
+
+
+def resume_stage(stage, state: TrainState, *, tag: str = "",
+                 log_fn: Callable[[str], None] | None = None) -> tuple[TrainState, FitProgress | None, Callable | None]:
+    """Where the training of ``stage`` (a :class:`lth_jax.stage.Stage`, or ``None``) starts:
+    ``(state, progress, checkpoint)``: ``state`` as the stage last checkpointed it and the
+    loop's progress then (``progress`` ``None`` when there is no checkpoint, and for no
+    stage), and the :class:`Replica` ``checkpoint`` that saves both to the stage. A resumed
+    stage says ``{tag}: resuming from step N`` to ``log_fn``."""
+    if stage is None:
+        return state, None, None
+    state, saved = stage.resume(state)
+    progress = None if saved is None else FitProgress.from_dict(saved)
+    if progress is not None and log_fn is not None:
+        log_fn(f"{tag}: resuming from step {int(state.step)}")
+    return state, progress, lambda st, p: stage.save_checkpoint(st, p.to_dict())
 
 
 def _format_value(value) -> str:

@@ -37,7 +37,7 @@ from lth_jax import masks as mask_lib
 from lth_jax.checkpoint import is_complete, load_tree, save_tree, tree_meta
 from lth_jax.errors import UserError
 from lth_jax.executors import DataParallelEpochs
-from lth_jax.loop import FitProgress, Replica, fit_replicas, level_record
+from lth_jax.loop import Replica, fit_replicas, level_record, resume_stage
 from lth_jax.optim import make_optimizer
 from lth_jax.pytree import named_leaves
 from lth_jax.rng import Streams
@@ -324,13 +324,7 @@ def train_ticket(start: Ticket, trainer: TicketTrainer, *, seed: int = 0, workdi
         if not stage.has("ticket"):
             save_ticket(stage.path("ticket"), start)
     state = create_train_state(start.params, trainer.tx, mask=start.mask, batch_stats=start.batch_stats, rng=Streams(seed).steps(), step=0)
-    progress = None
-    if stage is not None:
-        state, saved = stage.resume(state)
-        if saved is not None:
-            progress = FitProgress.from_dict(saved)
-            log_fn(f"{log_prefix}: resuming from step {int(state.step)}")
-    checkpoint = None if stage is None else (lambda s, p: stage.save_checkpoint(s, p.to_dict()))
+    state, progress, checkpoint = resume_stage(stage, state, tag=log_prefix, log_fn=log_fn)
     began = time.perf_counter()
     replica = Replica(state, (trainer.config.data_seed, seed), progress, checkpoint=checkpoint, log_prefix=log_prefix)
     result = fit_replicas([replica], trainer.executor, trainer.config, log_fn=log_fn)[0]

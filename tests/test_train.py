@@ -222,3 +222,29 @@ def test_bad_train_configs():
         TrainConfig(epochs=1, batch_size=8, early_stopping_patience=0)
     with pytest.raises(ValueError, match="x has 3 examples but y has 2"):
         ArrayDataset(np.zeros((3, 2)), np.zeros(2))
+
+
+def test_resume_stage_starts_from_the_stage_checkpoint_and_says_so():
+    from lth_jax.loop import FitProgress, resume_stage
+
+    class FakeStage:  # what resume_stage needs of a Stage: resume and save_checkpoint
+        saved = None
+
+        def resume(self, state):
+            return (state, None) if self.saved is None else self.saved
+
+        def save_checkpoint(self, state, progress):
+            self.saved = (state, progress)
+
+    lines = []
+    assert resume_stage(None, "state", tag="level  1", log_fn=lines.append) == ("state", None, None)
+    stage = FakeStage()
+    _, params = mlp_setup()
+    state = create_train_state(params, make_optimizer(ADAM, 10, 100), rng=jax.random.PRNGKey(0), step=0)
+    start, progress, checkpoint = resume_stage(stage, state, tag="level  1", log_fn=lines.append)
+    assert start is state and progress is None and lines == []  # a fresh stage: nothing to resume, nothing said
+    checkpoint(state.replace(step=7), FitProgress(history=[{"epoch": 1}], best_loss=0.5, patience_counter=2))
+    assert stage.saved[1] == {"history": [{"epoch": 1}], "best_loss": 0.5, "patience_counter": 2, "stopped_early": False, "diverged": False}
+    start, progress, _ = resume_stage(stage, state, tag="level  1", log_fn=lines.append)
+    assert int(start.step) == 7 and progress == FitProgress([{"epoch": 1}], 0.5, 2) and lines == ["level  1: resuming from step 7"]
+    assert resume_stage(stage, state)[1] == progress  # without log_fn: silent
