@@ -46,12 +46,11 @@ from ml_collections import config_dict
 from lth_jax import objectives
 from lth_jax.data.registry import ImageData, get_spec
 from lth_jax.errors import UserError
-from lth_jax.find_ticket import (
+from lth_jax.find_ticket import check_find_ticket, find_ticket
+from lth_jax.recipe import (
     OPTIMIZER_PRESETS,
     abstract_params,
     build_model,
-    check_find_ticket,
-    find_ticket,
     load_data,
     planned_trajectory,
     preprocess_fn,
@@ -59,6 +58,7 @@ from lth_jax.find_ticket import (
     train_config,
     with_optimizer,
 )
+from lth_jax.recipe import default_config as recipe_config
 from lth_jax.results import environment, read_json, remove_temporaries, write_json
 from lth_jax.rng import Streams
 from lth_jax.rows import StudyMetrics, aggregate, study_row
@@ -391,10 +391,8 @@ def run_transfer_study(c, study: TransferStudy, workdir: str | os.PathLike, *, t
 
 def default_config(recipe=None) -> ml_collections.ConfigDict:
     """Every field of a transfer study: ``recipe``, the source's recipe (a find_ticket
-    config, by default :func:`lth_jax.find_ticket.default_config`), and the fields
+    config, by default :func:`lth_jax.recipe.default_config`), and the fields
     of :class:`TransferStudy`."""
-    from lth_jax.find_ticket import default_config as recipe_config
-
     c = ml_collections.ConfigDict()
     c.recipe = recipe_config() if recipe is None else recipe
     c.source = config_dict.placeholder(str)  # default: the recipe's dataset
