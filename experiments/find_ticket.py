@@ -16,7 +16,7 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import cli
-from lth_jax import find_ticket
+from lth_jax import auto_rewind
 
 FLAGS = flags.FLAGS
 cli.define_config(None, "A find_ticket preset from experiments/configs/find_ticket_*.py.")
@@ -31,7 +31,7 @@ def main(argv):
     del argv
     cli.initialize_multihost()
     cli.apply_data_flags(FLAGS.config)
-    summary = find_ticket.run(FLAGS.config, FLAGS.workdir)
+    summary = auto_rewind.run(FLAGS.config, FLAGS.workdir)
     print(f"wrote {FLAGS.workdir}/metrics.jsonl, summary.json and {summary['levels_trained']} tickets")
 
 

@@ -10,8 +10,9 @@ read from --config.source_workdir), trains two copies from the weights at each
 rewind step k with two data orders and measures the test error along the
 straight path between them. Writes metrics.jsonl (with the curves),
 instability.csv, summary.json (the recommended rewind step: the smallest k
-whose error barrier is below the threshold) and figures/ to --workdir; the
-same command again resumes.
+from which every later k's mean error barrier is below the threshold, and the
+smallest from which every seed is stable) and figures/ to --workdir; the same
+command again resumes.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ def main(argv):
     cli.apply_data_flags(FLAGS.config.recipe)
     summary = instability.run(FLAGS.config, FLAGS.workdir)
     print(instability.format_table(summary))
-    level = summary["recommended_for_level"]
-    print(f"recommended rewind step ({'dense' if level == 0 else f'level {level}'}): {summary['recommended_rewind_step']}")
+    print(instability.format_recommendation(summary))
     print(f"wrote {FLAGS.workdir}/metrics.jsonl, instability.csv, summary.json and figures/")
 
 

@@ -67,9 +67,15 @@ def error_barrier(errors: Sequence[float]) -> float:
 
 
 def recommended_step(barriers: Mapping[int, float], threshold: float = STABLE_BARRIER) -> int | None:
-    """The smallest step ``k`` whose barrier is below ``threshold`` (``None``: none is)."""
-    stable = [k for k, barrier in barriers.items() if barrier < threshold]
-    return min(stable) if stable else None
+    """The smallest step ``k`` from which the network is stable: the barrier at ``k`` and at every
+    later step given is below ``threshold`` (``None``: the last step is not). A stable step
+    followed by an unstable one is not recommended."""
+    recommended = None
+    for k in sorted(barriers, reverse=True):
+        if not barriers[k] < threshold:
+            break
+        recommended = k
+    return recommended
 
 
 # ---------------------------------------------------------------------------- the curve

@@ -32,9 +32,10 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from lth_jax import connectivity
+from lth_jax import connectivity, find_ticket, parallel_tasks
+from lth_jax import recipe as recipe_lib
+from lth_jax.checkpoint import load_tree
 from lth_jax.errors import UserError
-from lth_jax.stats import wilson_interval
 from lth_jax.loop import RewindState
 from lth_jax.masks import count_prunable, init_mask, prunable_rule, random_mask
 from lth_jax.models import MLP
@@ -42,21 +43,21 @@ from lth_jax.optim import make_optimizer
 from lth_jax.results import read_json, write_csv, write_json, write_jsonl
 from lth_jax.rng import Streams
 from lth_jax.stage import Stage
+from lth_jax.stats import wilson_interval
 from lth_jax.tickets import Ticket, is_imp_run, level_ticket_dir, load_ticket
 from lth_jax.train import init_variables, parse_steps
+from lth_jax.trajectory import weight_count
 
-__all__ = ["EXPERIMENTS", "default_config", "image_preset", "check_config", "run", "format_table"]
+__all__ = ["EXPERIMENTS", "default_config", "image_preset", "check_config", "run", "format_table", "format_recommendation"]
 
 EXPERIMENTS = ("find_ticket", "parallel_tasks")  # the experiments whose tickets can be analysed
 
 
 def default_config(recipe: ml_collections.ConfigDict | None = None, experiment: str = "find_ticket") -> ml_collections.ConfigDict:
     """Every field of the instability experiment; ``recipe`` is a config of ``experiment``."""
-    from lth_jax import find_ticket
-
     c = ml_collections.ConfigDict()
     c.experiment = experiment  # find_ticket | parallel_tasks: the experiment of the recipe
-    c.recipe = find_ticket.default_config() if recipe is None else recipe  # the IMP run whose tickets are analysed
+    c.recipe = recipe_lib.default_config() if recipe is None else recipe  # the IMP run whose tickets are analysed
     c.source_workdir = ""  # an existing workdir of that experiment (its own recipe is used); empty: run it here
     c.seeds = ()  # find_ticket: one run per seed (empty: the recipe's seed); parallel_tasks: the run's seeds (empty: all)
     c.rewind_steps = "0,1ep,2ep,4ep"  # k, comma-separated: steps, "Nit" or "Nep"
@@ -113,7 +114,8 @@ class _Source:
     model: Any
     objective: Any
     train_data: Any
-    eval_data: Any
+    eval_data: Any  # what a training early-stops on (the recipe's own choice)
+    test_data: Any  # what the error along the path is measured on
     config: Any  # TrainConfig
     preprocess: Any
     seeds: list[int]
@@ -121,6 +123,7 @@ class _Source:
     title: str
     find: Callable[[Callable], dict]  # runs (or resumes) the experiment into ``directory``
     runs: dict  # seed -> the directory of that seed's IMP run
+    max_level: int  # the recipe's last pruning level
     per_seed_runs: bool = False  # parallel_tasks: one run of every seed, stopping at its split or degradation
 
     def run_dir(self, seed: int) -> epath.Path:
@@ -139,8 +142,6 @@ def _read_recipe(c, check: Callable[[epath.Path], bool]) -> tuple[ml_collections
 
 def _find_ticket_source(c, workdir: epath.Path, data) -> _Source:
     """One find_ticket run (the recipe's seed), or with ``c.seeds`` one per seed (``source/seed_<s>``)."""
-    from lth_jax import find_ticket
-
     base = epath.Path(c.source_workdir) if c.source_workdir else None
     several = bool(c.seeds) and not (base is not None and is_imp_run(base))
     seeds = [int(s) for s in c.seeds] if several else None
@@ -158,8 +159,8 @@ def _find_ticket_source(c, workdir: epath.Path, data) -> _Source:
     directory = workdir / "source" if base is None else base
     seeds = seeds or [int(recipe.seed)]
     runs = {s: directory / f"seed_{s}" for s in seeds} if several else {seeds[0]: directory}
-    data = find_ticket.load_data(recipe) if data is None else data
-    args, kwargs = find_ticket.imp_arguments(recipe, data)
+    data = recipe_lib.load_data(recipe) if data is None else data
+    args, kwargs = recipe_lib.imp_arguments(recipe, data)
     model, objective, train_data, eval_data, config, _ = args
 
     def find(log_fn) -> dict:
@@ -169,13 +170,12 @@ def _find_ticket_source(c, workdir: epath.Path, data) -> _Source:
             find_ticket.find_ticket(seeded, runs[s], data=data, log_fn=log_fn)
         return {}
 
-    return _Source(recipe, directory, model, objective, train_data, eval_data, config, kwargs["preprocess"], seeds,
-                   tuple(recipe.pruning.exclude), f"{recipe.model} on {recipe.dataset} ({recipe.optimizer.name})", find, runs)
+    return _Source(recipe, directory, model, objective, train_data, eval_data, eval_data, config, kwargs["preprocess"], seeds,
+                   tuple(recipe.pruning.exclude), f"{recipe.model} on {recipe.dataset} ({recipe.optimizer.name})", find, runs,
+                   len(recipe_lib.planned_trajectory(recipe)) - 1)
 
 
 def _parallel_tasks_source(c, workdir: epath.Path) -> _Source:
-    from lth_jax import parallel_tasks
-
     recipe, source = _read_recipe(c, lambda d: (d / "imp").exists())
     directory = workdir / "source" if source is None else source
     thesis = parallel_tasks.ThesisConfig.from_config(recipe)
@@ -186,10 +186,11 @@ def _parallel_tasks_source(c, workdir: epath.Path) -> _Source:
     missing = sorted(set(seeds) - set(int(s) for s in thesis.seeds))
     if missing:
         raise UserError(f"seeds={','.join(map(str, c.seeds))}: the run has no seed {missing[0]} (its seeds: {list(thesis.seeds)})")
-    return _Source(recipe, directory, MLP(setup.shape), setup.objective, setup.train_data, setup.eval_data, setup.train, None, seeds,
-                   (), f"MLP {'-'.join(map(str, setup.shape))} on {thesis.dataset}",
+    return _Source(recipe, directory, MLP(setup.shape), setup.objective, setup.train_data, setup.eval_data, data.test, setup.train, None,
+                   seeds, (), f"MLP {'-'.join(map(str, setup.shape))} on {thesis.dataset}",
                    lambda log_fn: parallel_tasks.run_parallel_tasks(thesis, directory, log_fn=log_fn),
-                   {s: directory / "imp" / f"seed_{s}" for s in seeds}, per_seed_runs=True)
+                   {s: directory / "imp" / f"seed_{s}" for s in seeds}, len(setup.plan.trajectory(weight_count(setup.shape))) - 1,
+                   per_seed_runs=True)
 
 
 class _Plan:
@@ -208,10 +209,13 @@ class _Plan:
         if self.steps[-1] >= total:
             raise UserError(f"rewind_steps={c.rewind_steps}: give steps before the end of training ({total} steps)")
         self.levels = sorted({int(level) for level in c.levels})
+        if self.levels[-1] > self.source.max_level:  # before the source's IMP runs
+            raise UserError(f"levels={','.join(map(str, c.levels))}: the recipe prunes {self.source.max_level} levels "
+                            f"(levels 0-{self.source.max_level}); give levels in that range or more pruning levels in the recipe")
         self.tx = make_optimizer(config.optimizer, spe, total)
 
-    def settings(self) -> dict:
-        return {"kind": "instability", "experiment": self.source.title, "recipe": self.source.recipe.to_dict(),
+    def settings(self, kind: str = "instability") -> dict:
+        return {"kind": kind, "experiment": self.source.title, "recipe": self.source.recipe.to_dict(),
                 "source": os.fspath(self.source.directory)}
 
 
@@ -235,11 +239,14 @@ def run(c, workdir: str | os.PathLike, *, data=None, log_fn: Callable[[str], Non
         levels = [level for level in plan.levels if level == 0 or not source.per_seed_runs
                   or (source.run_dir(seed) / f"level_{level:02d}" / "ticket" / "ticket.json").exists()]
         if levels != plan.levels:  # a parallel-task seed stops at its split or degradation
-            log_fn(f"seed {seed}: the run stopped before level {min(set(plan.levels) - set(levels))}; its levels {levels} are analysed")
+            log_fn(f"seed {seed}: the run stopped before level {min(set(plan.levels) - set(levels))}; "
+                   + (f"its levels {levels} are analysed" if levels else "it has none of the levels asked for"))
+        if not levels:
+            continue
         tickets = {level: _ticket(source, seed, level, params0) for level in levels}
         trunk = connectivity.trunk_states(source.model, source.objective, source.train_data, source.eval_data, source.config, plan.tx,
                                           plan.steps, seed=seed, params0=params0, batch_stats0=batch_stats0,
-                                          stage=Stage(workdir / f"seed_{seed}" / "trunk", {"kind": "trunk", **plan.settings()}).open(),
+                                          stage=Stage(workdir / f"seed_{seed}" / "trunk", plan.settings("trunk")).open(),
                                           preprocess=source.preprocess, log_fn=log_fn)
         _check_rewind(source, seed, tickets[levels[0]].info, trunk, log_fn)
         kinds = [(level, "imp") for level in levels] + [(level, "random") for level in levels if level > 0 and c.random_tickets]
@@ -252,6 +259,9 @@ def run(c, workdir: str | os.PathLike, *, data=None, log_fn: Callable[[str], Non
                 rows.append(row)
                 log_fn(f"seed {seed} level {level}{' random' if kind == 'random' else ''} k={k}: barrier {100 * row['barrier']:.2f}% "
                        f"({'stable' if row['stable'] else 'unstable'})")
+    if not rows:
+        raise UserError(f"levels={','.join(map(str, c.levels))}: no seed of the source run reached any of them "
+                        "(a parallel-task seed stops at its split or degradation); give earlier levels")
     write_jsonl(workdir / "metrics.jsonl", rows)
     write_csv(workdir / "instability.csv", [{k: v for k, v in r.items() if k != "curve"} for r in rows])
     summary = _summary(c, plan, rows, _split_levels(source, found))
@@ -288,8 +298,6 @@ def _check_rewind(source: _Source, seed: int, info: dict, trunk: dict, log_fn) -
     rewind = source.run_dir(seed) / "level_00" / "rewind"
     if k not in trunk or not (rewind / "arrays.npz").exists():
         return
-    from lth_jax.checkpoint import load_tree
-
     saved = load_tree(rewind)["params"]
     if not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(trunk[k].params))):
         log_fn(f"note: seed {seed}: the dense training here does not reproduce the source run's weights at its rewind step {k} "
@@ -309,7 +317,7 @@ def _analyse(c, plan: _Plan, base: epath.Path, seed: int, level: int, ticket: Ti
     copies = connectivity.train_copies(source.model, source.objective, source.train_data, source.eval_data, source.config, plan.tx,
                                        start, ticket.mask, seed=seed, noise=c.noise, stages=copy_stages, vmap=bool(c.vmap),
                                        preprocess=source.preprocess, log_fn=lambda line: None)
-    curve = connectivity.interpolation_curve(source.model, source.objective, copies[0]["params"], copies[1]["params"], source.eval_data,
+    curve = connectivity.interpolation_curve(source.model, source.objective, copies[0]["params"], copies[1]["params"], source.test_data,
                                              mask=ticket.mask, batch_stats=copies[0]["batch_stats"], bn_data=source.train_data,
                                              bn_batches=int(c.bn_batches), alphas=int(c.alphas), batch_size=int(c.eval_batch_size),
                                              preprocess=source.preprocess)
@@ -341,15 +349,22 @@ def _by_level(rows: list[dict], steps: list[int], seeds: list[int], threshold: f
         cells = {}
         for k in steps:
             mine = [r for r in rows if r["level"] == level and r["rewind_step"] == k]
-            stable = sum(r["barrier"] < threshold for r in mine)
-            cells[str(k)] = {"mean_barrier": float(np.mean([r["barrier"] for r in mine])), "seeds": len(mine), "stable_seeds": stable,
-                             "stable_interval": list(wilson_interval(stable, len(mine)))}
-        mean = {k: cells[str(k)]["mean_barrier"] for k in steps}
-        per_seed = {str(s): connectivity.recommended_step({r["rewind_step"]: r["barrier"] for r in rows if r["level"] == level
-                                                            and r["seed"] == s}, threshold) for s in seeds}
+            kept = [r for r in mine if not r["diverged"]]  # a diverged copy's barrier means nothing
+            stable = sum(r["barrier"] < threshold for r in kept)
+            cells[str(k)] = {"mean_barrier": float(np.mean([r["barrier"] for r in kept])) if kept else None, "seeds": len(kept),
+                             "stable_seeds": stable, "stable_interval": list(wilson_interval(stable, len(kept))),
+                             "diverged_seeds": len(mine) - len(kept)}
+        mean = {k: cells[str(k)]["mean_barrier"] for k in steps if cells[str(k)]["mean_barrier"] is not None}
+        per_seed = {}
+        for s in seeds:
+            mine = {r["rewind_step"]: r["barrier"] for r in rows if r["level"] == level and r["seed"] == s and not r["diverged"]}
+            if mine:
+                per_seed[str(s)] = connectivity.recommended_step(mine, threshold) if len(mine) == len(steps) else None
+        every = list(per_seed.values())
         levels[str(level)] = {"fraction_remaining": next(r["fraction_remaining"] for r in rows if r["level"] == level), "by_step": cells,
-                              "recommended_rewind_step": connectivity.recommended_step(mean, threshold),
-                              "recommended_rewind_step_by_seed": per_seed}
+                              "recommended_rewind_step": connectivity.recommended_step(mean, threshold) if len(mean) == len(steps) else None,
+                              "recommended_rewind_step_by_seed": per_seed,
+                              "every_seed_stable_step": max(every) if every and None not in every else None}
     return levels
 
 
@@ -357,9 +372,12 @@ def _summary(c, plan: _Plan, rows: list[dict], split_levels: dict) -> dict:
     threshold, seeds = float(c.threshold), plan.source.seeds
     levels = _by_level([r for r in rows if r["ticket"] == "imp"], plan.steps, seeds, threshold)
     random = _by_level([r for r in rows if r["ticket"] == "random"], plan.steps, seeds, threshold)
+    first = next((level for level in plan.levels if str(level) in levels), None)  # no seed may reach a level asked for
     return {"experiment": plan.source.title, "threshold": threshold, "noise": c.noise, "seeds": seeds,
             "rewind_steps": plan.steps, "levels": levels, **({"random_tickets": random} if random else {}), "split_levels": split_levels,
-            "recommended_rewind_step": levels[str(plan.levels[0])]["recommended_rewind_step"], "recommended_for_level": plan.levels[0]}
+            "recommended_rewind_step": None if first is None else levels[str(first)]["recommended_rewind_step"],
+            "every_seed_stable_step": None if first is None else levels[str(first)]["every_seed_stable_step"],
+            "recommended_for_level": first}
 
 
 def format_table(summary: dict) -> str:
@@ -375,10 +393,26 @@ def format_table(summary: dict) -> str:
         for k in steps:
             cell = entry["by_step"][str(k)]
             mark = f" {cell['stable_seeds']}/{cell['seeds']}" if cell["seeds"] > 1 else ("*" if cell["stable_seeds"] else " ")
-            cells.append(f"{100 * cell['mean_barrier']:7.2f}{mark:>5}")
+            barrier = "   n/a" if cell["mean_barrier"] is None else f"{100 * cell['mean_barrier']:7.2f}"
+            cells.append(f"{barrier}{mark:>5}" + (f" ({cell['diverged_seeds']} diverged)" if cell.get("diverged_seeds") else ""))
         lines.append(f"{level:>5} {100 * entry['fraction_remaining']:7.1f}% " + " ".join(cells))
     several = len(summary["seeds"]) > 1
     return "\n".join(lines + [f"barrier: test error along the path minus the ends' mean, in %{' (mean over seeds)' if several else ''}; "
                               + (f"n/N: seeds stable (below {100 * summary['threshold']:g}%)" if several else
                                  f"*: stable (below {100 * summary['threshold']:g}%)")
-                              + ("; Lr: level L's random ticket" if summary.get("random_tickets") else "")])
+                              + ("; Lr: level L's random ticket" if summary.get("random_tickets") else "")
+                              + ("; a diverged copy's barrier is left out of the mean and the counts"
+                                 if any(cell.get("diverged_seeds") for _, entry in entries for cell in entry["by_step"].values()) else "")])
+
+
+def format_recommendation(summary: dict) -> str:
+    """The recommended rewind step of the first level analysed, as a line: the smallest step from which
+    every later step is stable (by the mean barrier over seeds where there are several), and the
+    smallest from which every seed is."""
+    level = summary["recommended_for_level"]
+    if level is None:
+        return "recommended rewind step: none (no seed reached a level asked for)"
+    several = len(summary["seeds"]) > 1
+    line = (f"recommended rewind step ({'dense' if level == 0 else f'level {level}'}): {summary['recommended_rewind_step']}"
+            f"{' (mean barrier over seeds)' if several else ''}")
+    return line + (f"; every seed stable from: {summary['every_seed_stable_step']}" if several else "")

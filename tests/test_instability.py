@@ -103,12 +103,20 @@ def test_batch_statistics_are_recomputed_on_training_batches_at_every_alpha():
         np.testing.assert_allclose(stats["bn"]["var"][i], batch_vars, rtol=1e-4, atol=1e-5)
 
 
-def test_the_recommended_step_is_the_smallest_step_below_the_threshold():
+def _stable_from(barriers: dict, threshold: float):
+    """The smallest k from which every later k is below the threshold (written out plainly)."""
+    steps = sorted(barriers)
+    return next((k for i, k in enumerate(steps) if all(barriers[j] < threshold for j in steps[i:])), None)
+
+
+def test_the_recommended_step_is_the_smallest_step_from_which_every_later_step_is_stable():
     rng = np.random.default_rng(0)
     for _ in range(200):
         barriers = {int(k): float(b) for k, b in zip(rng.choice(1000, 6, replace=False), rng.uniform(0, 0.05, 6))}
-        below = sorted(k for k, b in barriers.items() if b < 0.02)
-        assert connectivity.recommended_step(barriers, 0.02) == (below[0] if below else None)
+        assert connectivity.recommended_step(barriers, 0.02) == _stable_from(barriers, 0.02)
+    # the digits case: stable at k=0 on average, unstable at k=5, stable after: k=0 is not recommended
+    assert connectivity.recommended_step({0: 0.0089, 5: 0.0241, 10: 0.005, 20: 0.004}, 0.02) == 10
+    assert connectivity.recommended_step({0: 0.01, 5: 0.03}, 0.02) is None
     assert connectivity.error_barrier([0.1, 0.3, 0.2]) == pytest.approx(0.15)
 
 
@@ -155,11 +163,13 @@ def test_the_experiment_writes_its_outputs_and_resumes_stage_by_stage(tmp_path):
     summary = json.loads((workdir / "summary.json").read_text())
     for level in ("0", "1"):  # the rule, on this run's own barriers
         mine = [r for r in rows if str(r["level"]) == level]
-        stable = [r["rewind_step"] for r in mine if r["barrier"] < summary["threshold"]]
-        assert summary["levels"][level]["recommended_rewind_step_by_seed"] == {"0": min(stable) if stable else None}
-        assert summary["levels"][level]["recommended_rewind_step"] == (min(stable) if stable else None)
+        expected = _stable_from({r["rewind_step"]: r["barrier"] for r in mine}, summary["threshold"])
+        assert summary["levels"][level]["recommended_rewind_step_by_seed"] == {"0": expected}
+        assert summary["levels"][level]["recommended_rewind_step"] == expected
+        assert summary["levels"][level]["every_seed_stable_step"] == expected  # one seed
         assert all(r["barrier"] == connectivity.error_barrier(r["curve"]["error"]) and len(r["curve"]["alpha"]) == 5 for r in mine)
     assert (workdir / "figures" / "error_along_path.png").exists() and (workdir / "figures" / "barrier_vs_k.png").exists()
+    assert json.loads((workdir / "seed_0" / "trunk" / "settings.json").read_text())["kind"] == "trunk"
     # the dense training here is the source run's level 0: the same weights at its rewind step
     from lth_jax.checkpoint import load_tree
 
@@ -199,11 +209,11 @@ def test_find_ticket_rewind_auto_takes_the_smallest_stable_step(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in (workdir / "auto_rewind" / "metrics.jsonl").read_text().splitlines()]
     assert sorted(r["rewind_step"] for r in rows) == [0, 5, 23] and {r["level"] for r in rows} == {0}
-    stable = [r["rewind_step"] for r in rows if r["barrier"] < 0.02]
     chosen = json.loads((workdir / "summary.json").read_text())["auto_rewind"]["rewind_step"]
-    assert stable and chosen == min(stable)
+    assert chosen == _stable_from({r["rewind_step"]: r["barrier"] for r in rows}, 0.02) is not None
     ticket = json.loads((workdir / "level_01" / "ticket" / "ticket.json").read_text())
     assert ticket["rewind_step"] == chosen and f"rewind auto: step {chosen}" in proc.stdout
+    assert json.loads((workdir / "summary.json").read_text())["auto_rewind"]["noise"] == "data_order"  # digits: no augmentation
 
 
 def test_a_batchnorm_network_under_the_mocked_cifar_preset(tmp_path):
@@ -244,13 +254,11 @@ def test_parallel_task_tickets_of_every_seed_beside_their_split(tmp_path):
 
     c = instability_moons_circles.get_config()
     c.recipe.update(seeds=(0, 1), extension_level=1, epochs=6, patience=None, stop_on_degradation=False)
-    c.levels, c.rewind_steps, c.alphas = (0, 1, 5), "0,1ep", 5
-    lines = []
-    summary = instability.run(c, tmp_path, log_fn=lines.append)
+    c.levels, c.rewind_steps, c.alphas = (0, 1), "0,1ep", 5
+    summary = instability.run(c, tmp_path, log_fn=lambda line: None)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert sorted({(r["seed"], r["level"]) for r in rows}) == [(0, 0), (0, 1), (1, 0), (1, 1)]  # level 5 does not exist
+    assert sorted({(r["seed"], r["level"]) for r in rows}) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert sorted({(r["level"], r["ticket"]) for r in rows}) == [(0, "imp"), (1, "imp"), (1, "random")]
-    assert any("its levels [0, 1] are analysed" in line for line in lines)
     source = json.loads((tmp_path / "source" / "summary.json").read_text())["seeds"]
     assert summary["split_levels"] == {s: source[s]["split_level"] for s in ("0", "1")}
     cell = summary["levels"]["1"]["by_step"]["16"]
@@ -278,3 +286,87 @@ def test_find_ticket_tickets_of_several_seeds(tmp_path):
     for a, b in zip(jax.tree.leaves(imp), jax.tree.leaves(random)):
         if a.ndim == 2:
             assert np.count_nonzero(a) == np.count_nonzero(b) and not np.array_equal(a != 0, b != 0)
+
+
+def test_a_seed_that_stopped_before_the_levels_asked_for_is_skipped(tmp_path):
+    """A parallel-task seed stops at its split or degradation: asked for a later level only
+    (no level 0), the seeds that reached it are analysed and the others said."""
+    from experiments.configs import instability_moons_circles
+    from lth_jax import instability, parallel_tasks
+    from lth_jax.errors import UserError
+
+    c = instability_moons_circles.get_config()
+    c.recipe.update(seeds=(0, 1), extension_level=1, epochs=4, patience=None, stop_on_degradation=False)
+    parallel_tasks.run(c.recipe, tmp_path / "source", log_fn=lambda line: None)
+    import shutil
+
+    shutil.rmtree(tmp_path / "source" / "imp" / "seed_1" / "level_01")  # seed 1 stopped at level 0
+    c.source_workdir, c.levels, c.rewind_steps, c.alphas, c.random_tickets = str(tmp_path / "source"), (1,), "0", 3, False
+    lines = []
+    summary = instability.run(c, tmp_path / "run", log_fn=lines.append)
+    assert summary["levels"]["1"]["by_step"]["0"]["seeds"] == 1 and summary["recommended_for_level"] == 1
+    assert any("seed 1: the run stopped before level 1; it has none of the levels asked for" in line for line in lines)
+    shutil.rmtree(tmp_path / "source" / "imp" / "seed_0" / "level_01")  # no seed reached it
+    with pytest.raises(UserError, match="levels=1: no seed of the source run reached"):
+        instability.run(c, tmp_path / "none", log_fn=lambda line: None)
+
+
+def test_levels_beyond_the_recipe_are_refused_before_anything_runs(tmp_path):
+    from experiments.configs import instability_digits_lenet
+    from lth_jax import instability
+    from lth_jax.errors import UserError
+
+    c = instability_digits_lenet.get_config()
+    c.recipe.training.epochs, c.recipe.pruning.levels = 2, 1
+    c.seeds, c.levels, c.rewind_steps = (0,), (0, 12), "0"
+    with pytest.raises(UserError, match=r"^levels=0,12: the recipe prunes 1 levels"):
+        instability.run(c, tmp_path / "run", log_fn=lambda line: None)
+    assert not (tmp_path / "run").exists()
+
+
+def _row(seed, k, barrier, diverged=False):
+    return {"seed": seed, "level": 0, "rewind_step": k, "barrier": barrier, "diverged": diverged, "fraction_remaining": 1.0}
+
+
+def test_diverged_copies_are_counted_apart_and_every_seed_stable_step_beside_the_mean():
+    from lth_jax import instability
+
+    rows = [_row(0, 0, 0.005), _row(1, 0, 0.03), _row(2, 0, 0.5, diverged=True),
+            _row(0, 5, 0.004), _row(1, 5, 0.025), _row(2, 5, 0.001),
+            _row(0, 9, 0.003), _row(1, 9, 0.001), _row(2, 9, 0.002)]
+    level = instability._by_level(rows, [0, 5, 9], [0, 1, 2], 0.02)["0"]
+    k0 = level["by_step"]["0"]
+    assert k0["seeds"] == 2 and k0["diverged_seeds"] == 1 and k0["mean_barrier"] == pytest.approx(0.0175) and k0["stable_seeds"] == 1
+    assert level["recommended_rewind_step"] == 0  # by the mean over seeds
+    assert level["recommended_rewind_step_by_seed"] == {"0": 0, "1": 9, "2": None}  # seed 2's k=0 copy diverged
+    assert level["every_seed_stable_step"] is None
+    rows[2]["diverged"] = False
+    assert instability._by_level(rows, [0, 5, 9], [0, 1, 2], 0.02)["0"]["every_seed_stable_step"] == 9
+    summary = {"rewind_steps": [0, 5, 9], "levels": {"0": level}, "seeds": [0, 1, 2], "threshold": 0.02}
+    assert "(1 diverged)" in instability.format_table(summary)
+
+
+def test_copies_of_parallel_task_tickets_are_measured_on_the_test_set(tmp_path):
+    from experiments.configs import instability_moons_circles
+    from lth_jax import instability
+
+    c = instability_moons_circles.get_config()
+    c.recipe.update(seeds=(0,), extension_level=1, validation_split=0.2)
+    c.levels = (0, 1)
+    plan = instability._Plan(c, tmp_path)
+    assert len(plan.source.eval_data) == 200 and len(plan.source.test_data) == 1000  # early stopping: validation; the path: test
+
+
+def test_rewind_auto_takes_the_recipes_sgd_noise():
+    from lth_jax import auto_rewind
+    from lth_jax.data.registry import get_spec
+    from lth_jax.recipe import default_config
+
+    class Data:
+        def __init__(self, name):
+            self.spec = get_spec(name)
+
+    c = default_config()  # CIFAR-10: crop and flip
+    assert auto_rewind.noise_of(c, Data("cifar10")) == "data_order_and_augmentation"
+    c.augment = False
+    assert auto_rewind.noise_of(c, Data("cifar10")) == "data_order"
