@@ -164,8 +164,11 @@ def train_record(epoch: int, step: int, train_totals: dict, seconds: float) -> d
 
 def level_record(level: int, counts: dict, result, seconds: float, rewind_step: int) -> dict:
     """The record of a trained level (or ticket): ``counts`` (weights_remaining,
-    total_prunable, fraction_remaining), final metrics, epochs, speed."""
-    final = {k: v for k, v in result.final.items() if k.endswith(("_loss", "_accuracy"))}
+    total_prunable, fraction_remaining), final metrics, epochs, speed. The train metrics
+    are the last epoch's, the eval metrics the last evaluated epoch's: the same epoch,
+    unless the divergence stop ended training at an epoch that was not evaluated."""
+    last = {k: v for k, v in (result.history[-1] if result.history else {}).items() if k.startswith("train_")}
+    final = {k: v for k, v in {**result.final, **last}.items() if k.endswith(("_loss", "_accuracy"))}
     speeds = [r["examples_per_second"] for r in result.history]
     return {
         "level": level,

@@ -29,7 +29,7 @@ from lth_jax.imp import check_imp, run_imp_seeds
 from lth_jax.models.mlp import MLP, kernels_in_order
 from lth_jax.optim import OptimizerRecipe
 from lth_jax.progress import Progress
-from lth_jax.sizes import DIVERGENCE_FACTOR, check_disk, check_memory, divergence
+from lth_jax.sizes import Divergences, check_disk, check_memory
 from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
 from lth_jax.stage import Stage
 from lth_jax.structure import StructureReport, analyze, run_category
@@ -325,22 +325,19 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
                    enabled=progress if progress is not None or log_fn is print else False)
     log_fn = bar.write if log_fn is print else log_fn
 
-    chance = float(np.mean([np.log(c) for c in data.classes]))  # the loss of predicting every class alike
-    diverged: dict[int, tuple[int, str]] = {}
+    divergences = Divergences(float(np.mean([np.log(c) for c in data.classes])))  # chance: predicting every class alike
 
     def on_level(result) -> bool:
         report = analyze(kernels_in_order(result.mask), data.input_tasks, data.output_tasks, setup.coverage)
         reports[(result.seed, result.level)] = report
         rows.append(_row(result, report, _test_metrics(result.record, result, test_eval, data, setup.eval_name)))
-        reason = divergence(result.record, chance)
-        rows[-1]["diverged"] = reason is not None
-        if reason is not None:
-            diverged[result.seed] = (result.level, reason)
+        diverged = rows[-1]["diverged"] = divergences.check(result.seed, result.level, result.record)
+        if diverged:
             rows[-1]["status"] = "diverged"
         events.level(result.level, scalars(rows[-1], LEVEL_SCALARS) | {f"edges/{k}": v for k, v in rows[-1]["edges"].items()}, seed=result.seed)
         bar.level(result.record)
         log_fn(format_row(rows[-1]))
-        return (reason is not None or (config.stop_on_degradation and report.status == "degraded")
+        return (diverged or (config.stop_on_degradation and report.status == "degraded")
                 or (config.stop_on_split and report.status == "split"))
 
     def on_epoch(record) -> None:
@@ -349,7 +346,7 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
 
     try:
         run_imp_seeds(*args, vmap=config.vmap, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
-                      divergence_loss=DIVERGENCE_FACTOR * chance, **kwargs)
+                      divergence_loss=divergences.limit, **kwargs)
     finally:
         events.close()
         bar.close()
@@ -363,10 +360,7 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
     for seed in config.seeds:
         s = summary["seeds"][str(seed)]
         log_fn(f"seed {seed}: {s['category']}, split at level {s['split_level']}, degraded at level {s['degradation_level']}")
-    if diverged:
-        seed, (level, reason) = min(diverged.items())
-        raise UserError(f"seed {seed} diverged at level {level} ({reason}; {len(diverged)} of {len(config.seeds)} seeds diverged): "
-                        f"lower learning_rate={config.learning_rate:g} and use a new workdir; the levels before it are kept")
+    divergences.raise_first(f"learning_rate={config.learning_rate:g}", len(config.seeds))
     return summary
 
 

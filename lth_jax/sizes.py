@@ -1,6 +1,6 @@
 """What a run needs and how it can fail: memory for its parameters and seeds, checked before anything
-is allocated; divergence of a level's training (a NaN or infinite loss stops the training loop at
-that epoch; a finite loss far above chance is read at the level's end)."""
+is allocated; divergence of a level's training (a loss NaN, infinite or far above chance stops the
+training loop at that epoch; :class:`Divergences` then stops the run at that level, in one line)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import jax
 from lth_jax.errors import UserError
 
 __all__ = ["BYTES_PER_PARAMETER", "memory_bytes", "check_memory", "disk_bytes", "free_disk_bytes", "check_disk",
-           "activation_values", "DIVERGENCE_FACTOR", "divergence"]
+           "activation_values", "DIVERGENCE_FACTOR", "divergence", "Divergences"]
 
 # Per parameter and replica while a level trains: the parameters, gradients, the optimizer's two
 # moments, the mask, the initialization kept for the reset and the trained copy kept for the prune
@@ -114,11 +114,42 @@ DIVERGENCE_FACTOR = 100.0
 
 
 def divergence(record: dict, chance_loss: float) -> str | None:
-    """Why a level's training diverged (its train or eval loss not finite: training stopped
-    at that epoch, see :class:`lth_jax.loop.FitProgress`; or above ``DIVERGENCE_FACTOR``
-    times ``chance_loss``), or ``None``."""
+    """Why a level's training diverged, or ``None``: a train or eval loss of its record not
+    finite or above ``DIVERGENCE_FACTOR`` times ``chance_loss``, or its ``diverged`` flag (the
+    training loop stopped it at that epoch, evaluated or not: see :class:`lth_jax.loop.FitProgress`)."""
     for key, value in sorted(record.items()):
         if key.endswith("_loss") and isinstance(value, (int, float)):
             if not math.isfinite(value) or value > DIVERGENCE_FACTOR * chance_loss:
                 return f"{key.replace('_', ' ')} {value:.4g}"
+    if record.get("diverged"):
+        return (f"stopped at epoch {record.get('epochs')} by the divergence rule "
+                f"(a loss NaN, infinite or above {DIVERGENCE_FACTOR:g} × chance)")
     return None
+
+
+class Divergences:
+    """The levels of a run whose training diverged (:func:`divergence`), the first of each seed,
+    and the one line that ends such a run. ``limit``: the loss at which the training loop stops
+    a level (``divergence_loss``), ``DIVERGENCE_FACTOR`` times ``chance_loss``."""
+
+    def __init__(self, chance_loss: float):
+        self.chance_loss = chance_loss
+        self.limit = DIVERGENCE_FACTOR * chance_loss
+        self.first: dict[int, tuple[int, str]] = {}
+
+    def check(self, seed: int, level: int, record: dict) -> bool:
+        """Whether ``level`` of ``seed`` (its ``record``) diverged: then the run stops that seed,
+        as pruning its weights would rank NaNs or noise."""
+        reason = divergence(record, self.chance_loss)
+        if reason is not None:
+            self.first.setdefault(seed, (level, reason))
+        return reason is not None
+
+    def raise_first(self, learning_rate: str, seeds: int = 1) -> None:
+        """Raise the ``UserError`` of the first seed that diverged, if any, naming ``learning_rate``
+        (the setting as the user gives it) and, of several ``seeds``, how many diverged."""
+        if self.first:
+            seed, (level, reason) = min(self.first.items())
+            several = f"; {len(self.first)} of {seeds} seeds diverged" if seeds > 1 else ""
+            raise UserError(f"seed {seed} diverged at level {level} ({reason}{several}): lower {learning_rate} "
+                            "and use a new workdir; the levels before it are kept")

@@ -157,3 +157,17 @@ def test_script_with_overrides(tmp_path):
 )
 def test_bad_input_is_one_line(tmp_path, args, message):
     assert_one_line_error(run_script("--config=experiments/configs/find_ticket_digits_lenet.py", f"--workdir={tmp_path}", *args), message)
+
+
+def test_a_level_diverging_at_an_unevaluated_epoch_stops_the_run_with_one_line(tmp_path):
+    """eval_every_epochs=3 and a learning rate that blows up in epoch 1: the level stops there, with no
+    eval loss to read; the run stops at that level (nothing is pruned from its weights) with the one line."""
+    c = digits_lenet.get_config()
+    c.training.epochs, c.training.eval_every_epochs, c.pruning.levels = 4, 3, 2
+    c.optimizer.learning_rate = 1e4
+    with pytest.raises(UserError, match=r"^seed 0 diverged at level 0 \(train loss .*\): lower --config\.optimizer\.learning_rate=10000 "
+                                        r"and use a new workdir; the levels before it are kept$"):
+        find_ticket(c, tmp_path, log_fn=lambda line: None)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["level"], r["diverged"], r["epoch"]) for r in rows] == [(0, True, 1)]
+    assert (tmp_path / "level_00" / "record.json").exists() and not (tmp_path / "level_01" / "record.json").exists()

@@ -229,3 +229,24 @@ def test_a_validation_split_early_stops_on_held_out_data_and_reports_the_test_se
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows and all({"val_loss", "val_accuracy", "test_loss", "accuracy"} <= set(row) for row in rows)
     assert all(row["val_loss"] != row["test_loss"] and len(row["accuracy"]) == 2 for row in rows)
+
+
+def test_divergences_keep_each_seeds_first_diverged_level_and_end_the_run_in_one_line():
+    """The divergence helper of find_ticket and the thesis experiment: every epoch of a thesis
+    level is evaluated, so its record's losses and its flag agree; the helper reads either."""
+    from lth_jax.sizes import DIVERGENCE_FACTOR, Divergences
+
+    divergences = Divergences(0.5)
+    assert divergences.limit == DIVERGENCE_FACTOR * 0.5
+    assert not divergences.check(0, 0, {"test_loss": 0.4, "train_loss": 0.3, "diverged": False, "epochs": 30})
+    divergences.raise_first("learning_rate=0.001", 3)  # nothing diverged: nothing raised
+    assert divergences.check(2, 1, {"test_loss": float("inf"), "diverged": True, "epochs": 4})
+    assert divergences.check(1, 3, {"test_loss": 0.4, "diverged": True, "epochs": 7})  # the flag alone
+    assert divergences.check(2, 2, {"train_loss": 60.0, "epochs": 2})  # finite, above the limit: seed 2's later level
+    assert divergences.first == {2: (1, "test loss inf"), 1: (3, "stopped at epoch 7 by the divergence rule (a loss NaN, "
+                                                                  "infinite or above 100 × chance)")}
+    with pytest.raises(UserError, match=r"^seed 1 diverged at level 3 \(stopped at epoch 7 .*; 2 of 3 seeds diverged\): "
+                                        r"lower learning_rate=1e\+06 and use a new workdir; the levels before it are kept$"):
+        divergences.raise_first("learning_rate=1e+06", 3)
+    with pytest.raises(UserError, match=r"^seed 1 diverged at level 3 \(stopped at epoch 7 [^;]*\): lower --config"):
+        divergences.raise_first("--config.optimizer.learning_rate=10000")  # one seed: no count

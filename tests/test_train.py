@@ -248,3 +248,38 @@ def test_resume_stage_starts_from_the_stage_checkpoint_and_says_so():
     start, progress, _ = resume_stage(stage, state, tag="level  1", log_fn=lines.append)
     assert int(start.step) == 7 and progress == FitProgress([{"epoch": 1}], 0.5, 2) and lines == ["level  1: resuming from step 7"]
     assert resume_stage(stage, state)[1] == progress  # without log_fn: silent
+
+
+def test_a_level_stopped_by_divergence_between_evaluations_records_it():
+    """With eval_every_epochs=3, a loss that blows up in epoch 1 stops the level there, before any
+    evaluation: its record carries that epoch's train loss and the flag, and divergence() names it."""
+    from lth_jax.executors import DataParallelEpochs
+    from lth_jax.loop import Replica, fit_replicas, level_record
+    from lth_jax.sizes import divergence
+
+    model, params = mlp_setup()
+    data = vector_data(n=64)
+    config = TrainConfig(epochs=6, batch_size=16, eval_every_epochs=3, optimizer=OptimizerRecipe(name="sgd", learning_rate=1e20),
+                         log_every_epochs=0)
+    tx = make_optimizer(config.optimizer, 4, 24)
+    executor = DataParallelEpochs.build(model, tx, objectives.sigmoid_tasks(2), data, vector_data(n=32, seed=1), config,
+                                        mesh=jax.sharding.Mesh(jax.devices()[:1], ("data",)))
+    chance = float(np.log(2))
+    (result,) = fit_replicas([Replica(create_train_state(params, tx))], executor, config, divergence_loss=100 * chance,
+                             log_fn=lambda line: None)
+    assert result.progress.diverged and len(result.history) < 3 and not any(r.get("evaluated") for r in result.history)
+    record = level_record(0, {"weights_remaining": 10, "total_prunable": 10}, result, 1.0, 0)
+    assert record["diverged"] and record["epochs"] == len(result.history) and "test_loss" not in record
+    assert record["train_loss"] is result.history[-1]["train_loss"]  # the epoch that stopped it
+    assert divergence(record, chance).startswith("train loss ")
+
+
+def test_divergence_reads_the_losses_and_the_flag_of_a_level():
+    from lth_jax.sizes import divergence
+
+    assert divergence({"level": 0, "test_loss": 0.3, "train_loss": 0.2, "diverged": False, "epochs": 5}, 0.7) is None
+    assert divergence({"level": 0, "test_loss": float("nan"), "train_loss": 0.2, "epochs": 5}, 0.7) == "test loss nan"
+    assert divergence({"level": 0, "train_loss": 71.0, "epochs": 5}, 0.7) == "train loss 71"  # finite, above 100 × chance
+    # the loop stopped it (say at a limit the record's rounded losses do not show): the flag alone says so
+    assert divergence({"level": 0, "test_loss": 0.3, "diverged": True, "epochs": 2}, 0.7) == \
+        "stopped at epoch 2 by the divergence rule (a loss NaN, infinite or above 100 × chance)"
