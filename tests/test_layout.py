@@ -11,7 +11,7 @@ MAX_POSITIONAL = 8
 
 def test_every_experiment_has_a_library_module_with_run_and_presets():
     """``experiments/X.py`` ↔ ``lth_jax/X.py`` (with ``run(config, workdir)``) ↔ ``experiments/configs/X_*.py``."""
-    scripts = sorted(p.stem for p in (REPO / "experiments").glob("*.py") if p.stem not in ("__init__", "cli"))
+    scripts = sorted(p.stem for p in (REPO / "experiments").glob("*.py") if p.stem not in ("__init__", "cli", "checks"))
     assert {"find_ticket", "transfer", "parallel_tasks", "thesis_sweep", "imp_mlp", "report"} <= set(scripts)
     for name in scripts:
         module = importlib.import_module(f"lth_jax.{name}")
@@ -50,3 +50,60 @@ def test_temporary_files_stay_inside_the_repository(tmp_path):
         tfds.data_source("mnist", split="train")[0]
     assert [p.name for p in set(TEMPORARY.iterdir()) - before if p.name.endswith("tfds")]  # the mock's directory is here
     assert script_env()["TMPDIR"] == str(TEMPORARY)
+
+
+def _imports(package_root, name: str, path, modules: set[str]) -> set[str]:
+    """The modules of the package that module ``name`` imports anywhere (inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = name.split(".")[: len(name.split(".")) - node.level + (path.name == "__init__.py")] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            targets = [module] + [f"{module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target not in (name, package_root.name):
+                found.add(target)
+    return found
+
+
+def import_cycles(package_root) -> list[list[str]]:
+    """Every cycle of imports between the modules of a package, as a path ``[a, b, ..., a]``."""
+    files = {".".join(p.relative_to(package_root.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in sorted(package_root.rglob("*.py"))}
+    graph = {name: _imports(package_root, name, path, set(files)) for name, path in files.items()}
+    cycles, done = [], set()
+
+    def visit(node, path):
+        if node in path:
+            cycles.append(path[path.index(node):] + [node])
+            return
+        if node in done:
+            return
+        for nxt in sorted(graph[node]):
+            visit(nxt, path + [node])
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name, [])
+    return cycles
+
+
+def test_no_module_of_the_package_imports_one_above_it():
+    """Layers point one way: no import cycle inside lth_jax/, counting imports inside functions."""
+    assert import_cycles(REPO / "lth_jax") == []
+
+
+def test_the_cycle_check_finds_a_cycle_through_an_import_inside_a_function(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text("def f():\n    from pkg import high\n")
+    (package / "high.py").write_text("from pkg.low import f\n")
+    (package / "side.py").write_text("from . import low\n")
+    assert import_cycles(package) == [["pkg.high", "pkg.low", "pkg.high"]]
