@@ -49,17 +49,30 @@ def compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)  # the small programs add up
 
 
-def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | None = None) -> None:
+def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | None = None,
+        check: Callable[..., None] | None = None) -> None:
     """``absl.app.run(main)``, with user mistakes reported as one line on stderr and
     exit status 1: a ``UserError``, a bad flag, a config override naming a field the
-    config does not have, a config file that does not load. Turns on the
-    compilation cache; ``cpu_devices()`` (asked after the flags are parsed) True:
-    one CPU device per core (:func:`lth_jax.parallel.cpu_devices_per_core`)."""
+    config does not have, a config file that does not load, what
+    :func:`experiments.checks.check_flags` refuses (the flags every command shares),
+    and what ``check(*configs)`` refuses: the command's own check of its configs (in
+    the order their flags were defined, None where not given), run before ``main``,
+    once the devices are set up, before anything is written. Turns on the
+    compilation cache; ``cpu_devices()`` (asked after the flags are parsed) True: one
+    CPU device per core (:func:`lth_jax.parallel.cpu_devices_per_core`)."""
 
     def guarded(argv):
         import matplotlib
 
+        from experiments import checks
+
         _check_config_files()  # before anything reads the config
+        try:
+            checks.check_flags({name: flags.FLAGS[name].value for name in checks.DIRECTORY_FLAGS if name in flags.FLAGS},
+                               {name: (flags.FLAGS[name].value, flags.FLAGS[name].config_filename) if flags.FLAGS[name].present
+                                else None for name in _CONFIG_FLAGS}, sys.argv)
+        except UserError as e:
+            sys.exit("error: " + _as_typed(_one_line(e)))
         if cpu_devices is not None and cpu_devices():
             from lth_jax import parallel
 
@@ -76,6 +89,8 @@ def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | 
         experiment = Path(sys.argv[0]).stem
         workdir = flags.FLAGS.workdir if "workdir" in flags.FLAGS else None
         try:
+            if check is not None:
+                check(*(flags.FLAGS[name].value for name in _CONFIG_FLAGS))
             if workdir:
                 claim_workdir(workdir, experiment)
             main(argv)
@@ -89,6 +104,7 @@ def run(main: Callable[[list[str]], None], *, cpu_devices: Callable[[], bool] | 
 
     def parse_flags(argv):
         argv = _with_default_configs(argv)
+        logging.set_verbosity(logging.ERROR)  # config_flags' warnings (get_config() returned None) are one line later
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:
@@ -206,7 +222,7 @@ def _check_config_files() -> None:
         if value is None:
             continue
         try:
-            value.keys()
+            getattr(value, "keys", None)  # a config that failed to load raises on any attribute
         except OSError as e:
             given = flags.FLAGS[name].config_filename.partition(":")[0]
             if not os.path.exists(given):
@@ -260,9 +276,7 @@ def define_config(default: str | None, help_text: str, name: str = "config") -> 
 def define_workdir(default: str | None = None) -> None:
     flags.DEFINE_string("workdir", default, "Run directory (the same command again resumes; other settings are refused).")
     if default is None:
-        flags.mark_flag_as_required("workdir")
-    flags.register_validator("workdir", lambda path: path is None or not os.path.exists(path) or os.path.isdir(path),
-                             message="is a file, not a directory: give a directory for the run (it is created if missing)")
+        flags.mark_flag_as_required("workdir")  # its value is checked with the other shared flags (experiments.checks)
 
 
 def define_data_flags() -> None:
