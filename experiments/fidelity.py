@@ -17,16 +17,27 @@ own (``make thesis_venv``); see ``benchmarks/fidelity/README.md``.
 
 from __future__ import annotations
 
+import dataclasses
+
 from absl import flags
 
-from experiments import cli
+from experiments import checks, cli
 from lth_jax import fidelity
+from lth_jax.fidelity_points import point_overrides
+from lth_jax.parallel_tasks import ThesisConfig
 
 FLAGS = flags.FLAGS
 cli.define_config("fidelity_quick.py", "The harness's points and seeds (experiments/configs/fidelity_*.py).")
 cli.define_workdir("runs/fidelity")
 
 flags.adopt_module_key_flags(cli)  # --helpshort lists the flags defined through cli
+
+
+def check(config) -> None:
+    """Every point, before the first runs (or the thesis's code does): a bad level is refused up front."""
+    seeds = tuple(range(max(1, int(config.seeds))))  # fewer than one: fidelity.run says so
+    checks.check_points([("--config.points", config.points)],
+                        [(p, dataclasses.replace(ThesisConfig(), seeds=seeds, **point_overrides(p))) for p in fidelity._points(config.points)])
 
 
 def main(argv):
@@ -36,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, cpu_devices=lambda: True)  # the vmapped seeds spread over the cores
+    cli.run(main, cpu_devices=lambda: True, check=check)  # the vmapped seeds spread over the cores

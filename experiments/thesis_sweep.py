@@ -14,10 +14,13 @@ Every point runs one parallel-task experiment into ``--workdir/<point>``
 
 from __future__ import annotations
 
+import dataclasses
+
 from absl import flags
 
-from experiments import cli
+from experiments import checks, cli
 from lth_jax import thesis_sweep
+from lth_jax.parallel_tasks import ThesisConfig
 
 FLAGS = flags.FLAGS
 cli.define_config(None, "A sweep preset from experiments/configs/thesis_sweep_*.py.")
@@ -26,6 +29,21 @@ cli.define_workdir()
 flags.DEFINE_bool("report_only", False, "Only draw the report of an existing sweep.")
 
 flags.adopt_module_key_flags(cli)  # --helpshort lists the flags defined through cli
+
+
+def check(config) -> None:
+    """Every point of the sweep, before the first runs: a bad extension level, width or level count is refused up front."""
+    if FLAGS.report_only:
+        return
+    spec = thesis_sweep.GRIDS.get(config.grid, {})
+    axes = [a for a in ("extension_levels", "widths", "level_counts") if a in spec]
+    for axis in axes:
+        checks.check_integers(f"--config.{axis}", config[axis], 0, None, f"{axis} are integers")
+    narrow = {a: config[a] for a in axes} | ({"target": config.target} if "target" in spec else {})
+    base = ThesisConfig.from_config(config.experiment)
+    checks.check_points([(f"--config.{a}", config[a]) for a in axes],
+                        [(name, dataclasses.replace(base, **overrides)) for name, overrides, _, _ in thesis_sweep.sweep_points(config.grid, **narrow)])
+
 
 def main(argv):
     del argv
@@ -36,4 +54,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, cpu_devices=lambda: True)  # the sweep's vmapped seeds spread over the cores
+    cli.run(main, cpu_devices=lambda: True, check=check)  # the sweep's vmapped seeds spread over the cores
