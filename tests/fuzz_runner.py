@@ -3,7 +3,8 @@ forks a child per case that runs ``python -m experiments.<script> <args>`` as a 
 
     python tests/fuzz_runner.py cases.json results.json
 
-``cases.json``: ``[{"script": "parallel_tasks", "args": [...], "env": {...}}, ...]``; writes, per case,
+``cases.json``: ``[{"script": "parallel_tasks", "args": [...], "env": {...}, "cwd": ...}, ...]`` (``cwd``:
+the directory the case runs in, default the runner's); writes, per case,
 ``{"returncode": ..., "stdout": ..., "stderr": ...}``. The parent never starts a JAX backend, so each
 child starts its own (a forked XLA client would not be safe).
 """
@@ -38,6 +39,8 @@ def _child(case: dict, out: int, err: int) -> None:
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.environ.update(case.get("env", {}))
+    if case.get("cwd"):
+        os.chdir(case["cwd"])
     module = f"experiments.{case['script']}"
     sys.argv = [module, *case["args"]]
     code = 0
@@ -57,8 +60,9 @@ def _child(case: dict, out: int, err: int) -> None:
     os._exit(code)
 
 
-def run_case(case: dict, timeout: float = 60.0) -> dict:
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+def run_case(case: dict, timeout: float = 60.0, scratch: str | None = None) -> dict:
+    """One case; its output is caught in files in ``scratch`` (default: the temporary directory)."""
+    with tempfile.TemporaryFile(dir=scratch) as out, tempfile.TemporaryFile(dir=scratch) as err:
         pid = os.fork()
         if pid == 0:
             _child(case, out.fileno(), err.fileno())
@@ -84,7 +88,7 @@ def main() -> None:
     with open(cases_path) as f:
         cases = json.load(f)
     with open(results_path, "w") as f:
-        json.dump([run_case(case) for case in cases], f)
+        json.dump([run_case(case, scratch=os.path.dirname(os.path.abspath(results_path))) for case in cases], f)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Malformed input to every command ends in exactly one line on stderr that names it, a non-zero exit,
-and a workdir left as it was (no file changed, no temporary file left).
+no traceback, and nothing written: no workdir created, nothing new in the directory the command ran
+from, a workdir that exists left as it was (no file changed, no temporary file left).
 
 The cases run through ``tests/fuzz_runner.py``: one process imports the packages, and every case is a
-forked child that runs ``python -m experiments.<script> ...`` (about a second each instead of five).
+forked child that runs ``python -m experiments.<script> ...`` (about a second each instead of five),
+each from an empty directory of its own, with a workdir of its own that must not appear.
 """
 
 import json
@@ -13,7 +15,8 @@ import pytest
 from conftest import REPO, script_env
 
 # (script, arguments, environment, what the one line must contain). {new}: a directory that does not
-# exist; {file}: a regular file; {run}: a finished parallel-task run; {bad_py}/{no_get}: broken config files.
+# exist; {file}: a regular file; {run}: a finished parallel-task run; {bad_py}/{no_get}/...: config files
+# (broken, without get_config(), raising, returning a dict or None, with a negative seed).
 CASES = [
     ("parallel_tasks", ["--config.seeds=-1"], {}, "--config.seeds=-1"),
     ("parallel_tasks", ["--config.shape=4,-3,2", "--config.levels=2", "--config.target=5"], {}, "--config.shape=4,-3,2"),
@@ -54,9 +57,12 @@ CASES = [
     ("find_ticket", ["--config=find_ticket_digits_lenet", "--config.training.batch_size=100000000"], {},
      "--config.training.batch_size=100000000 with model=lenet_300_100 makes a model of 266,610 parameters"),
     ("imp_mlp", ["--workdir={run}"], {}, "holds a parallel_tasks run"),
-    ("imp_mlp", ["--config.levels=-1"], {}, "--config.levels=-1"),
-    ("imp_mlp", ["--config.optimizer=rmsprop"], {}, "'rmsprop'"),
-    ("imp_mlp", ["--config.shape=4,8,3"], {}, "--config.shape="),
+    ("imp_mlp", ["--config.levels=-1"], {}, "error: --config.levels=-1 is negative"),
+    ("imp_mlp", ["--config.optimizer=rmsprop"], {}, "error: optimizer name='rmsprop' is not one of sgd, adam, adamw"),
+    ("imp_mlp", ["--config.shape=4,8,3"], {}, "error: --config.shape=(4, 8, 3) must start with 4 inputs and end with 2 outputs"),
+    ("imp_mlp", ["--config.rate=1.5"], {}, "error: --config.rate=1.5 is outside the open interval (0, 1)"),
+    ("imp_mlp", ["--config.levels=x"], {}, "error: flag --config.levels=x: invalid literal for int()"),
+    ("imp_mlp", ["--config.rewind=1epoch"], {}, "error: step spec '1epoch' is not a step count"),
     ("transfer", ["--config=transfer_digits", "--workdir={run}"], {}, "holds a parallel_tasks run"),
     ("transfer", ["--config=transfer_digits", "--config.target_optimizer=rmsprop"], {}, "'rmsprop'"),
     ("transfer", ["--config=transfer_digits", "--config.targets=nonexistent_ds"], {}, "nonexistent_ds"),
@@ -78,6 +84,53 @@ CASES = [
     ("fidelity", ["--config.points=w31"], {}, "'w31'"),
     ("fidelity", ["--config.seeds=0"], {}, "--config.seeds=0"),
     ("fidelity", ["--config.thesis_results=/nonexistent/thesis.jsonl"], {}, "/nonexistent/thesis.jsonl"),
+    # levels against the recipe or the grid, refused before the first point or level runs
+    ("instability", ["--config.levels=0,16"], {}, "--config.levels=0,16"),  # the recipe prunes 15 levels
+    ("transfer", ["--config=transfer_digits", "--config.levels=0,11"], {}, "level 11 does not exist"),  # the recipe prunes 10
+    ("thesis_sweep", ["--config=thesis_sweep_e1", "--config.extension_levels=0,-1"], {}, "--config.extension_levels=0,-1: -1 is negative"),
+    ("thesis_sweep", ["--config=thesis_sweep_e1", "--config.extension_levels=0,100"], {},
+     "--config.extension_levels=0,100: point ext_100: its network makes a model of"),
+    ("thesis_sweep", ["--config=thesis_sweep_e1", "--config.extension_levels=0,x"], {}, "--config.extension_levels=0,x: 'x' is not"),
+    ("thesis_sweep", ["--config=thesis_sweep_e4", "--config.widths=38", "--config.level_counts=1,0"], {},
+     "--config.widths=38 --config.level_counts=1,0: point w38_L00: levels=0 cannot reach target=112"),
+    ("fidelity", ["--config.points=ext1,w38_L0"], {}, "--config.points=ext1,w38_L0: point w38_L0: levels=0 cannot reach"),
+    ("fidelity", ["--config.points=e2_ext200"], {}, "--config.points=e2_ext200: point e2_ext200: "),
+]
+
+# Every bad value the commands share (experiments/checks.py), tried on every command: a negative value in
+# each seed field of its config, an empty --workdir (and --data_dir, report's --out), a config file whose
+# get_config() returns a dict. The commands that need a --config get a preset.
+PRESETS = {"find_ticket": "find_ticket_digits_lenet", "transfer": "transfer_digits", "thesis_sweep": "thesis_sweep_e1"}
+SEED_FIELDS = {
+    "find_ticket": ("seed", "training.data_seed"),
+    "transfer": ("seeds", "recipe.seed", "recipe.training.data_seed"),
+    "parallel_tasks": ("seeds", "data_seed"),
+    "thesis_sweep": ("experiment.seeds", "experiment.data_seed"),
+    "imp_mlp": ("seed", "data_seed"),
+    "fidelity": ("seeds", "structure_seed", "thesis_seeds"),
+    "instability": ("seeds", "recipe.seed", "recipe.training.data_seed"),
+}
+DATA_DIR = ("find_ticket", "transfer", "parallel_tasks", "instability")  # the commands with --data_dir
+
+
+def _preset(script):
+    return [f"--config={PRESETS[script]}"] if script in PRESETS else []
+
+
+SHARED = [
+    *((s, [*_preset(s), f"--config.{f}=-1"], {}, f"--config.{f}=-1: -1 is negative") for s, fields in SEED_FIELDS.items() for f in fields),
+    *((s, [*_preset(s), "--workdir="], {}, "--workdir= is empty") for s in SEED_FIELDS),
+    *((s, ["--config={dict_py}"], {}, "--config={dict_py}: its get_config() returns a dict, not an ml_collections.ConfigDict")
+      for s in SEED_FIELDS),
+    *((s, [*_preset(s), "--data_dir="], {}, "--data_dir= is empty") for s in DATA_DIR),
+    ("report", ["--workdirs=/nonexistent/run", "--out="], {}, "--out= is empty"),
+    ("report", ["--workdirs="], {}, "--workdirs names no workdir"),
+    ("transfer", ["--config=transfer_digits", "--target_config={dict_py}"], {}, "--target_config={dict_py}: its get_config() returns a dict"),
+    ("imp_mlp", ["--config={none_py}"], {}, "--config={none_py}: its get_config() returns None"),
+    ("imp_mlp", ["--config={negative_seed_py}"], {}, "--config.seed=-3: -3 is negative"),  # from the file, named as a flag
+    ("imp_mlp", ["--config.data_seed=4294967296"], {}, "--config.data_seed=4294967296: 4294967296 is too large"),
+    ("transfer", ["--config=transfer_digits", "--config.seeds=0,x"], {}, "--config.seeds=0,x: 'x' is not an integer"),
+    ("instability", ["--config=instability_moons_circles", "--config.recipe.seeds=0,-1"], {}, "--config.recipe.seeds=0,-1: -1 is negative"),
 ]
 
 
@@ -87,46 +140,89 @@ def _snapshot(root):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("finished") / "run"
+    """A finished parallel-task run, made from an empty directory that it leaves empty (it writes only its workdir)."""
+    run, cwd = tmp_path_factory.mktemp("finished") / "run", tmp_path_factory.mktemp("cwd")
     proc = subprocess.run([sys.executable, "-m", "experiments.parallel_tasks", f"--workdir={run}", "--config.epochs=1",
-                           "--config.extension_level=1", "--config.seeds=0"], cwd=REPO, capture_output=True, text=True,
+                           "--config.extension_level=1", "--config.seeds=0"], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=script_env())
     assert proc.returncode == 0, proc.stderr
+    assert not list(cwd.iterdir())
     return run
 
 
+def _problems(result: dict, expected: str, written: list) -> list[str]:
+    """What a refused case did wrong: ``result`` as the fuzz runner gives it, ``written``: the paths it
+    created (its workdir, a directory it must not create, anything in the directory it ran from)."""
+    lines = result["stderr"].strip().splitlines()
+    problems = []
+    if result["returncode"] == 0:
+        problems.append("exit status 0")
+    if "Traceback (most recent call last)" in result["stderr"]:
+        problems.append("a traceback")
+    if len(lines) != 1:
+        problems.append(f"{len(lines)} lines on stderr")
+    if not lines or not lines[-1].startswith("error: ") or expected not in lines[-1]:
+        problems.append(f"no line 'error: ...{expected}...'")
+    if written:
+        problems.append(f"wrote {', '.join(map(str, written))}")
+    return problems
+
+
+def test_the_fuzz_checks_can_fail():
+    good = {"returncode": 1, "stdout": "", "stderr": "error: --workdir= is empty\n"}
+    assert _problems(good, "--workdir= is empty", []) == []
+    assert _problems({**good, "returncode": 0}, "--workdir= is empty", []) == ["exit status 0"]
+    traceback = {**good, "stderr": "Traceback (most recent call last):\n  ...\nValueError: x\nerror: --workdir= is empty\n"}
+    assert _problems(traceback, "--workdir= is empty", [])[:2] == ["a traceback", "4 lines on stderr"]
+    assert _problems(good, "--config.seed=-1", []) == ["no line 'error: ...--config.seed=-1...'"]
+    assert _problems({**good, "stderr": "--workdir= is empty\n"}, "--workdir= is empty", []) == ["no line 'error: ...--workdir= is empty...'"]
+    assert _problems(good, "--workdir= is empty", ["cwd/config.json"]) == ["wrote cwd/config.json"]
+
+
+def _written(case_dirs: dict) -> list:
+    """What a case created: its workdir or {new} directory (even empty), anything in the directory it ran from."""
+    made = [case_dirs[k] for k in ("work", "new") if case_dirs[k].exists()]
+    return made + sorted(case_dirs["cwd"].iterdir())
+
+
 def test_malformed_input_is_one_line_and_changes_nothing(tmp_path, finished_run):
-    assert len(CASES) >= 40 and len({c[0] for c in CASES}) >= 6
-    places = {"new": tmp_path / "new", "file": tmp_path / "a_file", "run": finished_run,
-              "bad_py": tmp_path / "bad_config.py", "no_get": tmp_path / "no_get_config.py",
-              "raising_py": tmp_path / "raising_config.py"}
+    cases_in = CASES + SHARED
+    assert len(CASES) >= 40 and {c[0] for c in SHARED} == {*SEED_FIELDS, "report"} == {p.stem for p in (REPO / "experiments").glob("*.py")} - {
+        "__init__", "cli", "checks"}
+    places = {"file": tmp_path / "a_file", "run": finished_run, "bad_py": tmp_path / "bad_config.py", "no_get": tmp_path / "no_get_config.py",
+              "raising_py": tmp_path / "raising_config.py", "dict_py": tmp_path / "dict_config.py", "none_py": tmp_path / "none_config.py",
+              "negative_seed_py": tmp_path / "negative_seed_config.py"}
     places["file"].write_text("not a directory\n")
     places["bad_py"].write_text("def get_config(:\n")
     places["no_get"].write_text("X = 1\n")
     places["raising_py"].write_text("def get_config():\n    return 1 / 0\n")
+    places["dict_py"].write_text("def get_config():\n    return {'seed': 0, 'workdir': 'runs'}\n")
+    places["none_py"].write_text("def get_config():\n    pass\n")
+    places["negative_seed_py"].write_text("from lth_jax import imp_mlp\n\n\ndef get_config():\n    c = imp_mlp.default_config()\n"
+                                          "    c.seed = -3\n    return c\n")
     before = _snapshot(finished_run)
-    cases = []
-    for script, args, env, _ in CASES:
-        args = [a.format(**places) for a in args]
+    cases, dirs = [], []
+    for i, (script, args, env, _) in enumerate(cases_in):
+        case_dirs = {"work": tmp_path / "work" / str(i), "new": tmp_path / "new" / str(i), "cwd": tmp_path / "cwd" / str(i)}
+        case_dirs["cwd"].mkdir(parents=True)
+        args = [a.format(**places, new=case_dirs["new"]) for a in args]
         if not any(a.startswith("--workdir") for a in args) and script != "report":
-            args.append(f"--workdir={places['new']}")
-        cases.append({"script": script, "args": args, "env": env})
+            args.append(f"--workdir={case_dirs['work']}")
+        cases.append({"script": script, "args": args, "env": env, "cwd": str(case_dirs["cwd"])})
+        dirs.append(case_dirs)
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     runner = subprocess.run([sys.executable, str(REPO / "tests" / "fuzz_runner.py"), str(tmp_path / "cases.json"),
                              str(tmp_path / "results.json")], cwd=REPO, capture_output=True, text=True, timeout=600, env=script_env())
     assert runner.returncode == 0, runner.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     failures = []
-    for (script, args, _, expected), case, result in zip(CASES, cases, results):
-        lines = result["stderr"].strip().splitlines()
-        expected = expected.format(**places)
-        if result["returncode"] == 0 or len(lines) != 1 or expected not in lines[0] or not lines[0].startswith("error: "):
-            failures.append(f"{script} {' '.join(case['args'])}: exit {result['returncode']}, stderr {result['stderr'][-600:]!r}")
-    assert not failures, "\n".join(failures)
+    for (script, _, _, expected), case, result, case_dirs in zip(cases_in, cases, results, dirs):
+        problems = _problems(result, expected.format(**places, new=case_dirs["new"]), _written(case_dirs))
+        if problems:
+            failures.append(f"{script} {' '.join(case['args'])}: {'; '.join(problems)}; stderr {result['stderr'][-600:]!r}")
+    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures)
     assert _snapshot(finished_run) == before  # the finished run is byte for byte what it was
-    new = places["new"]
-    leftovers = [p for p in new.rglob("*") if p.is_file()] if new.exists() else []
-    assert not leftovers, leftovers  # no refused command wrote into a new workdir
+    assert places["file"].read_text() == "not a directory\n"
 
 
 def _script(*args, timeout=300):
