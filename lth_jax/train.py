@@ -96,10 +96,20 @@ def init_variables(model, key: jax.Array, example_x) -> tuple[Any, Any]:
     return variables["params"], variables.get("batch_stats", {})
 
 
+_MEMOS: list = []  # every cache of memoize, for clear_memos
+
+
+def clear_memos() -> None:
+    """Forget every program :func:`memoize` built (after patching what a program closes over)."""
+    for cached in _MEMOS:
+        cached.cache_clear()
+
+
 def memoize(fn):
     """``fn`` with its results cached for hashable arguments (built programs: equal
     arguments give the same jitted function, compiled once per process)."""
     cached = functools.lru_cache(maxsize=64)(fn)
+    _MEMOS.append(cached)
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
