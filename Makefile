@@ -1,4 +1,4 @@
-# `make demo` and `make test` each set up .venv from nothing (Python 3.10+ with venv and pip).
+# `make demo` and `make test` each set up .venv from nothing (Python 3.11+ with venv and pip).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -193,7 +193,7 @@ def test_script_end_to_end(tmp_path):
         (["--config.shape=4,8,3", "--config.levels=2", "--config.target=10"], "error: --config.shape=(4, 8, 3) does not fit the data: it needs 4 inputs and 2 outputs"),
         (["--config.shape=5,8,2", "--config.levels=2", "--config.target=10"], "error: --config.shape=(5, 8, 2) does not fit the data: it needs 4 inputs and 2 outputs"),
         (["--config.rate=1.5"], "error: --config.rate=1.5 is outside the open interval (0, 1)"),
-        (["--config.seeds=0,x"], "error: --config.seeds=('0,x',) is not a list of integers"),
+        (["--config.seeds=0,x"], "error: --config.seeds=0,x: 'x' is not an integer"),
         (["--config.levels=3"], "error: the network extension fixes the trajectory: levels and target need a shape"),
         (["--config.coverage=all"], "error: --config.coverage='all' is not one of 'total', 'output'"),
         (["--config.seed=3"], "error: a --config override names a field the config does not have: 'seed' (did you mean 'seeds'?)"),
