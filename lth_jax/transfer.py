@@ -239,7 +239,8 @@ class _Study:
         for level in levels:
             if level not in available:
                 where = study.source_workdir or f"the source plan of {self.source_c.dataset}"
-                raise UserError(f"level {level} does not exist in {where}; levels that do: {', '.join(map(str, available)) or 'none'}")
+                raise UserError(f"levels={','.join(map(str, levels))}: level {level} does not exist in {where}; "
+                                f"levels that do: {', '.join(map(str, available)) or 'none'}")
         if not levels:
             raise UserError("no level to transfer")
         return levels

@@ -133,7 +133,7 @@ def test_script_bad_input_is_one_line_and_loses_nothing(tmp_path, lenet_source):
     assert "| digits_a (sgd) |" in ok.stdout and (tmp_path / "report" / "report.md").exists()
     metrics, times = (tmp_path / "metrics.jsonl").read_text(), record_times(tmp_path)
     cases = [
-        ([*lenet, "--config.levels=7"], f"error: level 7 does not exist in {lenet_source}; levels that do: 0, 1, 2"),
+        ([*lenet, "--config.levels=7"], f"error: --config.levels=7: level 7 does not exist in {lenet_source}; levels that do: 0, 1, 2"),
         ([*lenet, "--config.target_optimizer=rmsprop"], "error: --config.target_optimizer='rmsprop' is not one of config, sgd, adam"),
         ([*lenet, "--target_config=experiments/configs/find_ticket_digits_conv2.py", "--config.levels=1"],
          "error: the ticket does not fit the target model: the target has conv_0/bias (64,), the ticket has no such parameter"),
