@@ -40,6 +40,7 @@ def resolve(c, workdir: str | os.PathLike, *, data: ImageData, log_fn: Callable[
     (see the module's docstring), and that analysis' barriers; resumable in ``workdir``."""
     ic = instability.default_config(ml_collections.ConfigDict(c.to_dict()))
     ic.levels = (0,)
+    ic.seeds = tuple(int(x) for x in (c.get("seeds") or ()))  # every seed's dense network: the mean barrier over them
     ic.rewind_steps, ic.threshold, ic.alphas = c.auto_rewind.rewind_steps, c.auto_rewind.threshold, c.auto_rewind.alphas
     ic.noise = noise_of(c, data)
     try:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+import ml_collections
 import numpy as np
 from etils import epath
 
 from lth_jax import masks as mask_lib
 from lth_jax.data.registry import ImageData
 from lth_jax.errors import UserError
-from lth_jax.imp import check_imp, run_imp
+from lth_jax.imp import check_imp, run_imp, run_imp_seeds
 from lth_jax.loop import format_level
 from lth_jax.progress import Progress
 from lth_jax.recipe import (  # noqa: F401  (the composition of a recipe, importable from here as before)
@@ -36,15 +37,17 @@ from lth_jax.recipe import (  # noqa: F401  (the composition of a recipe, import
     preprocess_fn,
     pruning_plan,
     recipe_settings,
+    replicas_together,
+    run_seeds,
     ticket_info,
     train_config,
     with_optimizer,
 )
-from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
+from lth_jax.results import environment, note_damaged_rows, remove_temporaries, write_json, write_jsonl
 from lth_jax.sizes import Divergences
 from lth_jax.tensorboard import EventLog, scalars
 
-__all__ = ["metrics_row", "find_ticket", "check_find_ticket", "run", "is_auto_rewind"]
+__all__ = ["metrics_row", "seed_config", "find_ticket", "check_find_ticket", "run", "is_auto_rewind"]
 
 LEVEL_SCALARS = ("weights_remaining", "fraction_remaining", "test_accuracy", "test_loss", "train_loss", "train_accuracy", "epoch")
 
@@ -60,77 +63,134 @@ def check_find_ticket(c, workdir: str | os.PathLike, *, data: ImageData) -> None
     """Refuse (``UserError``) when ``workdir`` holds a find_ticket run with other
     settings; computes and writes nothing."""
     args, kwargs = imp_arguments(c, data)
-    check_imp(*args, workdir=workdir, **kwargs)
+    seeds, several = run_seeds(c)
+    kwargs.pop("seed")
+    check_imp(*args, workdir=workdir, **({"seeds": seeds} if several else {"seed": seeds[0]}), **kwargs)
+
+
+def seed_config(c, seed: int):
+    """Config ``c`` as the run of one of its seeds (what ``WORKDIR/seed_<s>/config.json`` records)."""
+    seeded = ml_collections.ConfigDict(c.to_dict())
+    seeded.seed, seeded.seeds = int(seed), ()
+    return seeded
+
+
+class _SeedRun:
+    """The outputs of one seed: ``metrics.jsonl`` rows, each level's layer sparsity, summary and figure."""
+
+    def __init__(self, c, directory: epath.Path, log_fn):
+        self.c, self.directory = c, directory
+        self.rows: list[dict] = []
+        self.layers: list[dict] = []  # per level, the ticket's per-layer sparsity (for the figure)
+        note_damaged_rows(directory / "metrics.jsonl", log_fn)
+        if not (directory / "config.json").exists():
+            write_json(directory / "config.json", {"config": c.to_dict(), "environment": environment()})
+
+    def level(self, result, diverged: bool, rule) -> dict:
+        row = metrics_row(result.record)
+        row["diverged"] = diverged
+        self.rows.append(row)
+        self.layers.append(mask_lib.sparsity_report(result.mask, rule))
+        write_jsonl(self.directory / "metrics.jsonl", self.rows)
+        return row
+
+    def finish(self, result, extra: dict) -> dict:
+        c = self.c
+        summary = {
+            "model": c.model,
+            "dataset": c.dataset,
+            "seed": int(c.seed),
+            "trajectory": result.trajectory,
+            "levels_trained": len(result.records),
+            "dense_test_accuracy": result.records[0].get("test_accuracy"),  # none: diverged before its first evaluation
+            "final": metrics_row(result.records[-1]),
+            "tickets": [f"level_{r['level']:02d}/ticket" for r in result.records],
+            **extra,
+        }
+        write_json(self.directory / "config.json", {"config": c.to_dict(), "environment": environment()})
+        write_json(self.directory / "summary.json", summary)
+        from lth_jax import plots  # matplotlib: imported when a figure is drawn
+
+        drawn = [i for i, row in enumerate(self.rows) if row["test_accuracy"] is not None]  # a level may diverge before evaluation
+        if drawn:
+            figure = plots.plot_find_ticket([self.rows[i] for i in drawn], [self.layers[i] for i in drawn],
+                                            f"{c.model} on {c.dataset} ({c.optimizer.name}, seed {c.seed})")
+            plots.save(figure, self.directory / "figures" / "levels.png")
+        return summary
 
 
 def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None, log_fn: Callable[[str], None] = print,
                 progress: bool | None = None, auto_rewind: dict | None = None) -> dict:
     """IMP with late resetting on an image dataset; resumable. Returns the summary.
+
+    One seed (``c.seed``): the workdir is its run. Several (``c.seeds``): each seed's run is
+    ``workdir/seed_<s>`` (its own levels, stages, metrics, summary and figure) and they train
+    level by level together, as replicas of one compiled program where
+    :func:`lth_jax.recipe.replicas_together` says so, else one after another; the
+    workdir's ``summary.json`` holds every seed's.
     ``data``: the config's dataset, already loaded (else it is loaded here);
     ``progress``: a progress bar (default: when stderr is a terminal and ``log_fn``
     is ``print``)."""
     if is_auto_rewind(c):
         raise UserError("rewind=auto: the rewind step is chosen by lth_jax.auto_rewind.run (experiments/find_ticket.py runs it)")
     workdir = epath.Path(workdir)
+    seeds, several = run_seeds(c)
     check_sizes(c, workdir)
     data = load_data(c) if data is None else data
+    together = replicas_together(c, data, seeds)
+    if together:
+        check_sizes(c, workdir, replicas=len(seeds))
     args, kwargs = imp_arguments(c, data)
-    check_imp(*args, workdir=workdir, **kwargs)  # a rejected rerun writes nothing
-    if not (workdir / "config.json").exists():
-        write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
-    note_damaged_rows(workdir / "metrics.jsonl", log_fn)
+    kwargs.pop("seed")
+    where = {"seeds": seeds} if several else {"seed": seeds[0]}
+    check_imp(*args, workdir=workdir, **where, **kwargs)  # a rejected rerun writes nothing
+    if several:  # the seeds' directory: its own files (each seed's run is a stage of its own)
+        remove_temporaries(workdir)  # what a killed run's writes left
+        if not (workdir / "config.json").exists():
+            write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
     plan = args[-1]
-    bar = Progress(levels=len(planned_trajectory(c)), epochs=c.training.epochs, description=f"{c.model} on {c.dataset}",
+    bar = Progress(levels=len(planned_trajectory(c)), epochs=c.training.epochs, seeds=len(seeds), description=f"{c.model} on {c.dataset}",
                    enabled=progress if progress is not None or log_fn is print else False)
     log_fn = bar.write if log_fn is print else log_fn
+    runs = {s: _SeedRun(seed_config(c, s) if several else c, workdir / f"seed_{s}" if several else workdir, log_fn) for s in seeds}
     log_fn(f"{c.model} on {c.dataset} ({len(data.train)} train / {len(data.test)} test, input {tuple(data.image_shape)}), "
-           f"{plan.scope} pruning, rewind {c.rewind}")
-    rows: list[dict] = []
-    layers: list[dict] = []  # per level, the ticket's per-layer sparsity (for the figure)
+           f"{plan.scope} pruning, rewind {c.rewind}" + (f", seeds {','.join(map(str, seeds))} "
+                                                        f"{'as replicas of one program' if together else 'one after another'}"
+                                                        if several else ""))
     rule = mask_lib.prunable_rule(plan.exclude)
     events = EventLog(workdir / "tensorboard")
-
     divergences = Divergences(float(np.log(data.num_classes)))  # chance: predicting every class alike
 
     def on_level(result) -> bool:
-        rows.append(metrics_row(result.record))
-        diverged = rows[-1]["diverged"] = divergences.check(result.seed, result.level, result.record)
-        layers.append(mask_lib.sparsity_report(result.mask, rule))
-        write_jsonl(workdir / "metrics.jsonl", rows)
-        events.level(result.level, scalars(rows[-1], LEVEL_SCALARS))
+        diverged = divergences.check(result.seed, result.level, result.record)
+        row = runs[result.seed].level(result, diverged, rule)
+        events.level(result.level, scalars(row, LEVEL_SCALARS), seed=result.seed if several else None)
         bar.level(result.record)
-        log_fn(format_level(result.record))
+        log_fn((f"seed {result.seed}  " if several else "") + format_level(result.record))
         return diverged
 
     def on_epoch(record) -> None:
-        events.epoch(record)
+        events.epoch(record, by_seed=several)
         bar.epoch(record)
 
     try:
-        result = run_imp(*args, workdir=workdir, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
-                         divergence_loss=divergences.limit, **kwargs)
+        results = run_imp_seeds(*args, seeds=seeds, vmap=together, workdir=workdir if several else None, level_callback=on_level,
+                                on_epoch=on_epoch, log_fn=log_fn, divergence_loss=divergences.limit, **kwargs) if several else \
+            [run_imp(*args, seed=seeds[0], workdir=workdir, vmap=together, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
+                     divergence_loss=divergences.limit, **kwargs)]
     finally:
         events.close()
         bar.close()
-    summary = {
-        "model": c.model,
-        "dataset": c.dataset,
-        "trajectory": result.trajectory,
-        "levels_trained": len(result.records),
-        "dense_test_accuracy": result.records[0].get("test_accuracy"),  # none: diverged before its first evaluation
-        "final": metrics_row(result.records[-1]),
-        "tickets": [f"level_{r['level']:02d}/ticket" for r in result.records],
-        **({"auto_rewind": auto_rewind} if auto_rewind is not None else {}),
-    }
-    write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
-    write_json(workdir / "summary.json", summary)
-    title = f"{c.model} on {c.dataset} ({c.optimizer.name})"
-    from lth_jax import plots  # matplotlib: imported when a figure is drawn
-
-    drawn = [i for i, row in enumerate(rows) if row["test_accuracy"] is not None]  # a level may diverge before its first evaluation
-    if drawn:
-        plots.save(plots.plot_find_ticket([rows[i] for i in drawn], [layers[i] for i in drawn], title), workdir / "figures" / "levels.png")
-    divergences.raise_first(f"--config.optimizer.learning_rate={c.optimizer.learning_rate:g}")
+    extra = {"auto_rewind": auto_rewind} if auto_rewind is not None else {}
+    summaries = {s: runs[s].finish(result, extra) for s, result in zip(seeds, results)}
+    summary = summaries[seeds[0]]
+    if several:
+        summary = {"model": c.model, "dataset": c.dataset, "seeds": {str(s): v for s, v in summaries.items()},
+                   "replicas": "vmap" if together else "sequential", "levels_trained": sum(v["levels_trained"] for v in summaries.values()),
+                   **extra}
+        write_json(workdir / "config.json", {"config": c.to_dict(), "environment": environment()})
+        write_json(workdir / "summary.json", summary)
+    divergences.raise_first(f"--config.optimizer.learning_rate={c.optimizer.learning_rate:g}", seeds=len(seeds))
     return summary
 
 

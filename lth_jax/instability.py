@@ -1,23 +1,22 @@
 """Instability analysis (Frankle et al. 2020): the error barrier against the rewind step, dense and for IMP tickets.
 
-The tickets come from an IMP run of one of two experiments (``c.experiment``):
-``find_ticket`` (image classifiers; the recipe's seed, or one run per seed of
-``c.seeds``) or ``parallel_tasks`` (the thesis's MLPs; every seed of the run,
-or ``c.seeds``). The run is found here
-(``workdir/source``) or read from ``c.source_workdir``. For each seed the
-dense network is trained once along the run's own level-0 trajectory up to
-the last rewind step asked for (``seed_S/trunk``); then for every analysed
-level (0: dense) and rewind step ``k``, two copies of the level's mask applied
-to the weights at ``k`` are trained to the end with different data orders
-(``seed_S/level_LL/k_<k>/copy_C``), and the test error along the straight path
-between them gives the error barrier (``seed_S/level_LL/k_<k>/record.json``).
-Every one of these is a resumable stage.
+The tickets come from an IMP run of ``c.experiment``: ``find_ticket`` (image
+classifiers; the recipe's seed, or every seed of ``c.seeds``, one run
+directory each) or ``parallel_tasks`` (the thesis's MLPs; every seed of the
+run, or ``c.seeds``), found here (``workdir/source``) or read from
+``c.source_workdir``. For each seed the dense network is trained once along
+the run's own level-0 trajectory up to the last rewind step asked for
+(``seed_S/trunk``); then for every analysed level (0: dense) and rewind step
+``k``, two copies of the level's mask applied to the weights at ``k`` are
+trained with different SGD noise (``seed_S/level_LL/k_<k>/copy_C``), and the
+test error along the straight path between them gives the error barrier
+(``seed_S/level_LL/k_<k>/record.json``). Every one of these is a resumable stage.
 
 Writes ``metrics.jsonl`` (one row per seed, level and ``k``, with the curve),
 ``instability.csv``, ``summary.json`` (per level and ``k``: the mean barrier,
-the seeds stable with a 95% interval; per level the recommended rewind step,
-the smallest ``k`` whose mean barrier is below the threshold; for
-parallel-task runs each seed's split level) and figures (:mod:`lth_jax.instability_plots`).
+the seeds stable with a 95% interval; per level the recommended rewind step
+and the every-seed one; each parallel-task seed's split level) and figures
+(:mod:`lth_jax.instability_plots`).
 """
 
 from __future__ import annotations
@@ -141,10 +140,14 @@ def _read_recipe(c, check: Callable[[epath.Path], bool]) -> tuple[ml_collections
 
 
 def _find_ticket_source(c, workdir: epath.Path, data) -> _Source:
-    """One find_ticket run (the recipe's seed), or with ``c.seeds`` one per seed (``source/seed_<s>``)."""
+    """One find_ticket run (the recipe's seed), or with ``c.seeds`` (or a source run of several
+    seeds) one per seed (``source/seed_<s>``)."""
     base = epath.Path(c.source_workdir) if c.source_workdir else None
-    several = bool(c.seeds) and not (base is not None and is_imp_run(base))
-    seeds = [int(s) for s in c.seeds] if several else None
+    given = [int(s) for s in c.seeds]
+    if base is not None and not given and not is_imp_run(base) and (base / "config.json").exists():
+        given = [int(s) for s in read_json(base / "config.json").get("config", {}).get("seeds") or ()]  # find_ticket --config.seeds
+    several = bool(given) and not (base is not None and is_imp_run(base))
+    seeds = given if several else None
     if base is not None and several:  # a directory of seed_<s> runs
         missing = [s for s in seeds if not is_imp_run(base / f"seed_{s}")]
         if missing:
@@ -163,11 +166,10 @@ def _find_ticket_source(c, workdir: epath.Path, data) -> _Source:
     args, kwargs = recipe_lib.imp_arguments(recipe, data)
     model, objective, train_data, eval_data, config, _ = args
 
-    def find(log_fn) -> dict:
-        for s in seeds:
-            seeded = ml_collections.ConfigDict(recipe.to_dict())
-            seeded.seed = s
-            find_ticket.find_ticket(seeded, runs[s], data=data, log_fn=log_fn)
+    def find(log_fn) -> dict:  # every seed in one run: replicas of one program where they fit
+        grouped = ml_collections.ConfigDict(recipe.to_dict())
+        grouped.seed, grouped.seeds = seeds[0], tuple(seeds) if several else ()
+        find_ticket.find_ticket(grouped, directory if several else runs[seeds[0]], data=data, log_fn=log_fn)
         return {}
 
     return _Source(recipe, directory, model, objective, train_data, eval_data, eval_data, config, kwargs["preprocess"], seeds,

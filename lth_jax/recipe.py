@@ -30,7 +30,7 @@ from lth_jax.errors import UserError
 from lth_jax.models import get_model
 from lth_jax.optim import OptimizerRecipe
 from lth_jax.sizes import activation_values, check_disk, check_memory
-from lth_jax.train import TrainConfig
+from lth_jax.train import TrainConfig, parse_steps
 from lth_jax.trajectory import PruningPlan
 
 __all__ = [
@@ -48,6 +48,9 @@ __all__ = [
     "preprocess_fn",
     "ticket_info",
     "imp_arguments",
+    "REPLICA_MODES",
+    "run_seeds",
+    "replicas_together",
 ]
 
 # The optimizers of Morcos et al.'s optimizer transfer (as the ReScience C 2020 replication sets them). Only the
@@ -71,7 +74,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.augment = True  # random crop (padding crop_padding) and flip where the dataset allows it
     c.crop_padding = 4
     c.workers = 16  # threads reading streaming datasets
-    c.seed = 0  # initialization seed
+    c.seed = 0  # initialization seed (the run is the workdir)
+    c.seeds = ()  # several seeds at once, e.g. (0, 1, 2): one run directory per seed, WORKDIR/seed_<s>
+    c.replicas = "auto"  # how several seeds train: vmap (one program), sequential, or auto (see replicas_together)
     c.rewind = "1ep"  # late resetting: int steps, "Nit" or "Nep"; 0 resets to the initialization; "auto": see auto_rewind
     # rewind="auto": the dense network's instability at these steps first (lth_jax.instability, into WORKDIR/auto_rewind);
     # the rewind step is the smallest from which every later one is stable (lth_jax.auto_rewind)
@@ -155,16 +160,62 @@ def _model_size(model: str, model_kwargs: str, num_classes: int, input_shape: tu
     return parameters, activation_values(build_model(c, num_classes), jnp.zeros((1,) + input_shape, jnp.float32))
 
 
-def check_sizes(c, workdir: str | os.PathLike) -> None:
-    """Refuse (``UserError``), before data or weights are allocated, a run of config ``c`` whose
-    parameters, optimizer state and a batch's activations do not fit in this machine's memory
-    (the batch split over the local devices), or whose levels do not fit on ``workdir``'s disk."""
+def _sizes(c) -> tuple[int, int]:
+    """Parameters, and bytes of one batch's activations on one device, of config ``c``'s run."""
     parameters, values = _model_size(c.model, config_dict.ConfigDict(c.model_kwargs).to_json(), get_spec(c.dataset).num_classes,
                                      tuple(c.input_shape), bool(c.mixed_precision))
     per_device = -(-int(c.training.batch_size) // max(1, jax.local_device_count()))
-    given = f"batch_size={c.training.batch_size} with model={c.model}"
-    check_memory(parameters, 1, given, activation_bytes=values * per_device * (2 if c.mixed_precision else 4))
-    check_disk(parameters, len(planned_trajectory(c)), 1, int(c.training.epochs), workdir, f"model={c.model}")
+    return parameters, values * per_device * (2 if c.mixed_precision else 4)
+
+
+def check_sizes(c, workdir: str | os.PathLike, replicas: int = 1) -> None:
+    """Refuse (``UserError``), before data or weights are allocated, a run of config ``c`` whose
+    parameters, optimizer state and a batch's activations (of ``replicas`` seeds trained at
+    once) do not fit in this machine's memory (the batch split over the local devices), or
+    whose levels (of every seed) do not fit on ``workdir``'s disk."""
+    parameters, activations = _sizes(c)
+    given = f"batch_size={c.training.batch_size} with model={c.model}" + (f" and {replicas} seeds at once" if replicas > 1 else "")
+    check_memory(parameters, replicas, given, activation_bytes=activations * replicas)
+    check_disk(parameters, len(planned_trajectory(c)), len(run_seeds(c)[0]), int(c.training.epochs), workdir, f"model={c.model}")
+
+
+REPLICA_MODES = ("auto", "vmap", "sequential")
+# Beyond this many parameters one replica keeps a device busy by itself: seeds train one at a time.
+VMAP_MAX_PARAMETERS = 2_000_000
+
+
+def run_seeds(c) -> tuple[list[int], bool]:
+    """The seeds of config ``c``, and whether each has a run directory of its own (``seeds``
+    given: ``WORKDIR/seed_<s>``; else ``seed``, the run is the workdir)."""
+    seeds = [int(s) for s in (c.get("seeds") or ())]
+    if not seeds:
+        return [int(c.seed)], False
+    if int(c.seed) not in (0, *seeds):
+        raise UserError(f"seed={c.seed} and seeds={','.join(map(str, seeds))}: give one of them (seed is seeds of one)")
+    return seeds, True
+
+
+def replicas_together(c, data: ImageData, seeds: list[int]) -> bool:
+    """Whether the ``seeds`` of config ``c`` train as replicas of one compiled program (``vmap``).
+
+    ``c.replicas``: ``"vmap"`` or ``"sequential"`` decide; ``"auto"`` trains several seeds
+    together when the data are in memory, the rewind step is at an epoch boundary, the model
+    has at most ``VMAP_MAX_PARAMETERS`` parameters and every replica fits in memory
+    (:func:`check_sizes`), and one seed alone on the data-parallel path."""
+    mode = str(c.get("replicas", "auto"))
+    if mode not in REPLICA_MODES:
+        raise UserError(f"replicas={mode!r} is not one of {', '.join(REPLICA_MODES)}")
+    if mode != "auto":
+        return mode == "vmap"
+    if len(seeds) < 2 or data.spec.streaming:
+        return False
+    spe = data.train.steps_per_epoch(int(c.training.batch_size), bool(c.training.drop_remainder))
+    parameters, activations = _sizes(c)
+    try:
+        check_memory(parameters, len(seeds), "", activation_bytes=activations * len(seeds))
+    except UserError:
+        return False
+    return parse_steps(str(c.rewind), spe) % spe == 0 and parameters <= VMAP_MAX_PARAMETERS
 
 
 # Config fields that do not change what a recipe computes.
@@ -176,7 +227,7 @@ def recipe_settings(c) -> dict:
     """The fields of config ``c`` that change how a ticket trains (stage settings)."""
     d = c.to_dict()
     d["training"] = {k: v for k, v in d["training"].items() if k not in VOLATILE_TRAINING}
-    return {k: v for k, v in d.items() if k not in VOLATILE_FIELDS + ("seed", "pruning", "rewind", "auto_rewind")}
+    return {k: v for k, v in d.items() if k not in VOLATILE_FIELDS + ("seed", "seeds", "replicas", "pruning", "rewind", "auto_rewind")}
 
 
 def load_data(c) -> ImageData:
