@@ -137,7 +137,7 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     seeds, several = run_seeds(c)
     check_sizes(c, workdir)
     data = load_data(c) if data is None else data
-    together = replicas_together(c, data, seeds)
+    together = replicas_together(c, data, len(seeds))
     if together:
         check_sizes(c, workdir, replicas=len(seeds))
     args, kwargs = imp_arguments(c, data)

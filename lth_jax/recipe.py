@@ -195,24 +195,25 @@ def run_seeds(c) -> tuple[list[int], bool]:
     return seeds, True
 
 
-def replicas_together(c, data: ImageData, seeds: list[int]) -> bool:
-    """Whether the ``seeds`` of config ``c`` train as replicas of one compiled program (``vmap``).
+def replicas_together(c, data: ImageData, replicas: int) -> bool:
+    """Whether ``replicas`` trainings of config ``c`` (its seeds, or tickets) train as replicas of
+    one compiled program (``vmap``).
 
     ``c.replicas``: ``"vmap"`` or ``"sequential"`` decide; ``"auto"`` trains several seeds
     together when the data are in memory, the rewind step is at an epoch boundary, the model
     has at most ``VMAP_MAX_PARAMETERS`` parameters and every replica fits in memory
-    (:func:`check_sizes`), and one seed alone on the data-parallel path."""
+    (:func:`check_sizes`), and one training alone on the data-parallel path."""
     mode = str(c.get("replicas", "auto"))
     if mode not in REPLICA_MODES:
         raise UserError(f"replicas={mode!r} is not one of {', '.join(REPLICA_MODES)}")
     if mode != "auto":
         return mode == "vmap"
-    if len(seeds) < 2 or data.spec.streaming:
+    if replicas < 2 or data.spec.streaming:
         return False
     spe = data.train.steps_per_epoch(int(c.training.batch_size), bool(c.training.drop_remainder))
     parameters, activations = _sizes(c)
     try:
-        check_memory(parameters, len(seeds), "", activation_bytes=activations * len(seeds))
+        check_memory(parameters, replicas, "", activation_bytes=activations * replicas)
     except UserError:
         return False
     return parse_steps(str(c.rewind), spe) % spe == 0 and parameters <= VMAP_MAX_PARAMETERS

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -36,7 +36,7 @@ from etils import epath
 from lth_jax import masks as mask_lib
 from lth_jax.checkpoint import is_complete, load_tree, save_tree, tree_meta
 from lth_jax.errors import UserError
-from lth_jax.executors import DataParallelEpochs
+from lth_jax.executors import build_executor
 from lth_jax.loop import Replica, fit_replicas, level_record, resume_stage
 from lth_jax.optim import make_optimizer
 from lth_jax.pytree import named_leaves
@@ -63,7 +63,9 @@ __all__ = [
     "level_ticket_dir",
     "TicketTrainer",
     "ticket_trainer",
+    "TicketJob",
     "train_ticket",
+    "train_tickets",
 ]
 
 
@@ -287,20 +289,34 @@ class TicketTrainer:
     model: Any
     tx: Any
     config: TrainConfig
-    executor: DataParallelEpochs
+    executor: Any  # DataParallelEpochs, or VmappedEpochs (``vmap``: tickets trained as replicas of one program)
+    vmap: bool = False
 
 
-def ticket_trainer(model, objective, train_data, eval_data, config: TrainConfig, *, mesh=None, preprocess=None) -> TicketTrainer:
-    """The trainer of :func:`train_ticket` for one model, dataset and recipe."""
+def ticket_trainer(model, objective, train_data, eval_data, config: TrainConfig, *, mesh=None, preprocess=None,
+                   vmap: bool = False) -> TicketTrainer:
+    """The trainer of :func:`train_tickets` for one model, dataset and recipe; ``vmap``: the
+    tickets of one call train as replicas of one compiled program (in-memory data)."""
     steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
     tx = make_optimizer(config.optimizer, steps_per_epoch, config.epochs * steps_per_epoch)
-    executor = DataParallelEpochs.build(model, tx, objective, train_data, eval_data, config, mesh=mesh, preprocess=preprocess)
-    return TicketTrainer(model, tx, config, executor)
+    executor = build_executor(model, tx, objective, train_data, eval_data, config, vmap=vmap, mesh=mesh, preprocess=preprocess)
+    return TicketTrainer(model, tx, config, executor, vmap)
 
 
 def _default_settings(start: Ticket, trainer: TicketTrainer) -> dict:
     train = {k: v for k, v in trainer.config.to_dict().items() if not k.startswith(("log_", "checkpoint_"))}
     return {"ticket": start.info, "model": repr(trainer.model), "train": train}
+
+
+@dataclasses.dataclass
+class TicketJob:
+    """One ticket to train (the arguments of :func:`train_ticket` but the trainer)."""
+
+    start: Ticket
+    seed: int = 0
+    workdir: str | os.PathLike | None = None
+    settings: dict | None = None
+    log_prefix: str = ""
 
 
 def train_ticket(start: Ticket, trainer: TicketTrainer, *, seed: int = 0, workdir: str | os.PathLike | None = None,
@@ -315,21 +331,36 @@ def train_ticket(start: Ticket, trainer: TicketTrainer, *, seed: int = 0, workdi
     workdir holds ``ticket/`` (the start), ``checkpoints/``, ``history.jsonl``
     and ``record.json`` (written last), like a level of an IMP run.
     """
-    stage = None if workdir is None else Stage(workdir, {"kind": "ticket", **(settings or _default_settings(start, trainer))},
-                                               checkpoint_async=trainer.config.checkpoint_async)
-    if stage is not None:
-        stage.open()
-        if stage.done:
-            return stage.record()
-        if not stage.has("ticket"):
-            save_ticket(stage.path("ticket"), start)
-    state = create_train_state(start.params, trainer.tx, mask=start.mask, batch_stats=start.batch_stats, rng=Streams(seed).steps(), step=0)
-    state, progress, checkpoint = resume_stage(stage, state, tag=log_prefix, log_fn=log_fn)
+    return train_tickets([TicketJob(start, seed, workdir, settings, log_prefix)], trainer, log_fn=log_fn)[0]
+
+
+def train_tickets(jobs: Sequence[TicketJob], trainer: TicketTrainer, *, log_fn: Callable[[str], None] = print) -> list[dict]:
+    """Train every ticket of ``jobs`` as :func:`train_ticket` does, together: the ones not done
+    yet are the replicas of one :func:`lth_jax.loop.fit_replicas` call (one compiled program
+    with a vmapping trainer), each its own stage. Returns the records in the order of ``jobs``."""
+    records: list[dict | None] = [None] * len(jobs)
+    pending = []
+    for i, job in enumerate(jobs):
+        stage = None if job.workdir is None else Stage(job.workdir, {"kind": "ticket", **(job.settings or _default_settings(job.start, trainer))},
+                                                      checkpoint_async=trainer.config.checkpoint_async)
+        if stage is not None:
+            stage.open()
+            if stage.done:
+                records[i] = stage.record()
+                continue
+            if not stage.has("ticket"):
+                save_ticket(stage.path("ticket"), job.start)
+        state = create_train_state(job.start.params, trainer.tx, mask=job.start.mask, batch_stats=job.start.batch_stats,
+                                   rng=Streams(job.seed).steps(), step=0)
+        state, progress, checkpoint = resume_stage(stage, state, tag=job.log_prefix, log_fn=log_fn)
+        pending.append((i, stage, Replica(state, (trainer.config.data_seed, job.seed), progress, checkpoint=checkpoint,
+                                          log_prefix=job.log_prefix)))
     began = time.perf_counter()
-    replica = Replica(state, (trainer.config.data_seed, seed), progress, checkpoint=checkpoint, log_prefix=log_prefix)
-    result = fit_replicas([replica], trainer.executor, trainer.config, log_fn=log_fn)[0]
-    counts = ticket_counts(start)
-    record = {**level_record(int(start.info.get("level", 0)), counts, result, time.perf_counter() - began, 0), "seed": seed}
-    if stage is not None:
-        stage.finish(record, result.history)
-    return record
+    results = fit_replicas([replica for _, _, replica in pending], trainer.executor, trainer.config, log_fn=log_fn) if pending else []
+    seconds = (time.perf_counter() - began) / max(1, len(pending))
+    for (i, stage, _), result in zip(pending, results):
+        start = jobs[i].start
+        records[i] = {**level_record(int(start.info.get("level", 0)), ticket_counts(start), result, seconds, 0), "seed": jobs[i].seed}
+        if stage is not None:
+            stage.finish(records[i], result.history)
+    return records

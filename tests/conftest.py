@@ -67,6 +67,8 @@ LONGEST_FIRST = (
     "test_multihost.py",
     "test_install.py",
     "test_transfer.py::test_script_bad_input_is_one_line_and_loses_nothing",
+    "test_transfer.py::test_a_grouped_transfer_killed_at_every_write_resumes_to_the_same_results",
+    "test_find_ticket.py::test_seeds_trained_together_killed_at_every_write_resume_to_the_same_results",
     "test_parallel_tasks.py::test_sweeps_and_their_report",
 )
 

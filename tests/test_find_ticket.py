@@ -189,7 +189,7 @@ def test_seeds_trained_together_give_each_seed_its_own_run_and_the_tickets_it_ge
     c = small_digits()
     c.seeds = (0, 1, 2)
     data = recipe.load_data(c)
-    assert recipe.replicas_together(c, data, [0, 1, 2]) and not recipe.replicas_together(c, data, [0])
+    assert recipe.replicas_together(c, data, 3) and not recipe.replicas_together(c, data, 1)
     summary = find_ticket(c, tmp_path / "together", log_fn=lambda line: None)
     assert summary["replicas"] == "vmap" and sorted(summary["seeds"]) == ["0", "1", "2"]
     for s in (1, 2):

@@ -187,3 +187,36 @@ def test_a_changed_recipe_of_the_targets_own_tickets_is_refused(tmp_path, lenet_
     changed.pruning.rate = 0.3  # only the target's own tickets see it
     with pytest.raises(UserError, match=r"target/digits_b_sgd/seed_0 holds a run with plan.rate=0.2; this run asks plan.rate=0.3"):
         run_transfer_study(small_digits(), study, tmp_path, target_config=changed, **QUIET)
+
+
+def test_the_tickets_of_a_target_train_together_as_they_train_one_by_one(tmp_path, lenet_source):
+    """Every transferred and random ticket of a target as replicas of one program: the records
+    equal those of the tickets trained one after another (the masks are made before training)."""
+    study = TransferStudy(source=None, targets=["digits_b"], baselines=("random",), seeds=(0,), source_workdir=str(lenet_source),
+                          levels=[1, 2])
+    together = run_transfer_study(small_digits(), study, tmp_path / "together", **QUIET)
+    apart = small_digits()
+    apart.replicas = "sequential"
+    one_by_one = run_transfer_study(small_digits(), study, tmp_path / "apart", target_config=apart, **QUIET)
+    rows = {name: {(r["ticket"], r["level"]): r for r in read_jsonl(tmp_path / name / "metrics.jsonl")} for name in ("together", "apart")}
+    assert sorted(rows["together"]) == sorted(rows["apart"]) and len(rows["together"]) == 5  # 2 winning, 2 random, dense
+    for key, row in rows["together"].items():
+        assert row["weights_remaining"] == rows["apart"][key]["weights_remaining"]
+        assert row["test_accuracy"] == pytest.approx(rows["apart"][key]["test_accuracy"], abs=1e-6), key
+    assert together["groups"] and one_by_one["groups"]
+
+
+def test_a_grouped_transfer_killed_at_every_write_resumes_to_the_same_results(tmp_path, monkeypatch):
+    from test_crash import crash_everywhere, tiny_digits
+
+    source = tmp_path / "source"
+    c = tiny_digits()
+    c.dataset = "digits_a"
+    find_ticket(c, source, **QUIET)
+
+    def grouped(workdir):  # a winning and a random ticket: replicas of one program
+        study = TransferStudy(source=None, targets=["digits_b"], baselines=("random",), seeds=(0,), source_workdir=str(source), levels=[1])
+        run_transfer_study(tiny_digits(), study, workdir, **QUIET)
+
+    moments = crash_everywhere(grouped, tmp_path / "runs", monkeypatch)
+    assert any("random_level_01" in m for m in moments) and any("winning_level_01" in m for m in moments)
