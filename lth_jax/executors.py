@@ -13,9 +13,9 @@ An executor has ``steps_per_epoch``, ``max_epochs`` (how many epochs one call
 may run) and four methods: ``check_rewind(step)``, ``start(states) -> carry``,
 ``state(carry, r) -> TrainState`` and ``epochs(carry, epoch, n_epochs, starts,
 data_seeds, *, evaluated, stopping, rewind_step, capture) -> (carry, chunk,
-seconds)``: ``chunk`` holds, per epoch run (at most ``n_epochs``; fewer when a
-replica stopped early), the train and eval sums of every replica (``None`` for
-a replica that does not run).
+seconds)``: ``chunk`` holds, per epoch run (at most ``n_epochs``; fewer when
+replicas stopped early), the train and eval sums of every replica (``None`` for
+a replica that does not run, or no longer: it stopped in an earlier epoch).
 """
 
 from __future__ import annotations
@@ -179,7 +179,10 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
     def epochs(states, indices, weights, active, arrays, plan):
         """``plan``: ``n`` epochs to run (<= E), ``evaluated[E]``, early stopping's
         ``best[R]``, ``counter[R]``, ``patience`` (< 0: none) and ``left`` (epochs to
-        the end of the schedule). Stops after the first epoch that stops a replica."""
+        the end of the schedule), ``real[R]`` (rows that are not padding). A replica that
+        stops (early stopping, divergence) is frozen from the next epoch on; the chunk ends
+        once half the rows (or all) stopped. Returns the states, the epochs run, the
+        per-epoch sums and each row's last epoch (``halted_at``: E when it did not stop)."""
         if jax.default_backend() == "cpu":  # one replica after the other: its loss does not depend on the others'
             def evaluate_all(states, *data):
                 return jax.lax.map(lambda state: eval_one(state, *data), states)
@@ -194,12 +197,13 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
         outputs = jax.tree.map(lambda a: jnp.zeros((indices.shape[1],) + a.shape, a.dtype), (eval_shapes, eval_shapes))
 
         def cond(carry):
-            j, _, _, _, _, stop = carry
+            j, _, _, _, _, _, stop = carry
             return (j < plan["n"]) & ~stop
 
         def body(carry):
-            j, states, outputs, best, counter, _ = carry
-            states, train_sums = one_epoch(states, indices[:, j], weights[:, j], active[:, j], arrays)
+            j, states, outputs, best, counter, halted_at, _ = carry
+            on = active[:, j] & (halted_at >= j)[:, None]  # a row that stopped is frozen from the next epoch on
+            states, train_sums = one_epoch(states, indices[:, j], weights[:, j], on, arrays)
             if jax.tree.map(lambda a: (a.shape, a.dtype), train_sums) != jax.tree.map(lambda a: (a.shape, a.dtype), eval_shapes):
                 raise AssertionError("the train step's metric sums are not shaped like the eval step's")
             evaluated = plan["evaluated"][j]
@@ -209,20 +213,25 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
             # the loop's rule on the loss that the host computes (float32 mean of the sums)
             loss = eval_sums["loss"] / jnp.maximum(eval_sums["count"], 1.0)
             new_best, new_counter, stops = early_stopping_update(best, counter, loss, plan["patience"])
-            update = active[:, j].any(axis=1) & evaluated & (plan["patience"] >= 0)
+            ran = on.any(axis=1)
+            update = ran & evaluated & (plan["patience"] >= 0)
             best, counter = jnp.where(update, new_best, best), jnp.where(update, new_counter, counter)
-            # a diverged loss stops the chunk too, and the loop then stops that replica (the loop's rule, per replica)
+            # a diverged loss stops that replica too (the loop's rule, per replica)
             def diverged(train, eval_loss):
                 return diverged_loss(train["loss"] / jnp.maximum(train["count"], 1.0), plan["diverge"]) | diverged_loss(eval_loss, plan["diverge"])
 
-            diverging = active[:, j].any(axis=1) & jax.vmap(diverged)(train_sums, loss)
-            stop = jnp.any(update & stops & (j + 1 < plan["left"])) | jnp.any(diverging)
+            diverging = ran & jax.vmap(diverged)(train_sums, loss)
+            halted_at = jnp.where((update & stops & (j + 1 < plan["left"])) | diverging, j, halted_at)
+            # back to the host once half the rows stopped (it leaves them out), or every row
+            running = jnp.sum(plan["real"] & (halted_at > j))
+            stop = (running == 0) | ((rows > 2) & (2 * running <= rows))
             outputs = jax.tree.map(lambda o, v: o.at[j].set(v), outputs, (train_sums, eval_sums))
-            return j + 1, states, outputs, best, counter, stop
+            return j + 1, states, outputs, best, counter, halted_at, stop
 
-        start = (jnp.int32(0), states, outputs, plan["best"], plan["counter"], jnp.bool_(False))
-        j, states, outputs, _, _, _ = jax.lax.while_loop(cond, body, start)
-        return states, j, outputs
+        never = jnp.full((rows,), indices.shape[1], jnp.int32)
+        start = (jnp.int32(0), states, outputs, plan["best"], plan["counter"], never, jnp.bool_(False))
+        j, states, outputs, _, _, halted_at, _ = jax.lax.while_loop(cond, body, start)
+        return states, j, outputs, halted_at
 
     return epochs
 
@@ -256,12 +265,13 @@ class VmappedEpochs:
     The train step is ``jax.vmap``-ed over the replica axis and ``lax.scan``-ed
     over the steps of an epoch; the epochs of a chunk (up to ``chunk_epochs``:
     by default the whole schedule up to 128 epochs, fewer for large datasets,
-    until a replica stops early) run in a ``lax.while_loop``; the datasets are
+    until half the replicas stopped early) run in a ``lax.while_loop``; the datasets are
     placed on the devices once: the host is visited once per chunk, not once
     per epoch. The epoch orders are drawn on the host by the dataset's seeded
-    rule (the batches of the data-parallel executor). Replicas that stopped are
-    left out of later chunks (power-of-two row counts, padded with frozen
-    copies), so they cost no compute. With several local devices the running
+    rule (the batches of the data-parallel executor). A replica that stops is
+    frozen in its row until the chunk ends, then left out of later chunks
+    (power-of-two row counts, padded with frozen copies): a chunk ends once half
+    its rows stopped, so frozen rows cost at most as much as the rest. With several local devices the running
     replicas are split over them, two rows or more per device, each device
     running the same program on its rows (on a CPU: one device per core, see
     :func:`lth_jax.parallel.cpu_devices_per_core`). Steps before a replica's
@@ -368,27 +378,29 @@ class VmappedEpochs:
                 "best": np.array([best[r] for r in rows], np.float32), "counter": np.array([counters[r] for r in rows], np.int32),
                 "left": np.int32(self.config.epochs - epoch),
                 "diverge": np.float32(np.inf if divergence_loss is None else divergence_loss),
+                "real": np.arange(len(rows)) < len(group),
             }
             inputs = jax.device_put((part, indices, weights, active, plan), device)
             launched.append((group, rows, active, self._program(*inputs[:4], self._arrays(device), inputs[4])))
         results = jax.device_get([out for *_, out in launched])
         if not whole:
             full = jax.tree.map(np.array, host)
-        out = [([None] * total, [None] * total) for _ in range(max(int(ran) for _, ran, _ in results))]
-        for (group, rows, active, result), (states, ran, (train_out, eval_out)) in zip(launched, results):
+        out = [([None] * total, [None] * total) for _ in range(max(int(result[1]) for result in results))]
+        for (group, rows, active, result), (states, ran, (train_out, eval_out), halted_at) in zip(launched, results):
             ran = int(ran)
+            last = np.minimum(np.asarray(halted_at), ran - 1)  # each row's last epoch run
             if whole:
                 carry = result[0]
             else:
                 for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(states)):
                     a[np.asarray(group)] = b[: len(group)]
-            executed = active[:, :ran].sum(axis=(1, 2))
+            executed = np.array([active[i, : last[i] + 1].sum() for i in range(len(rows))])
             self.executed_steps[group] += executed[: len(group)]
-            self.padding_steps += (len(rows) - len(group)) * int(executed.max(initial=0))
+            self.padding_steps += (len(rows) - len(group)) * int(active[:, :ran].sum(axis=(1, 2)).max(initial=0))
             train_leaves, train_def = jax.tree.flatten(train_out)
             eval_leaves, eval_def = jax.tree.flatten(eval_out)
             for j in range(ran):
-                for i, r in enumerate(group):
+                for i, r in ((i, r) for i, r in enumerate(group) if j <= last[i]):
                     out[j][0][r] = train_def.unflatten([leaf[j, i] for leaf in train_leaves])
                     out[j][1][r] = eval_def.unflatten([leaf[j, i] for leaf in eval_leaves]) if evaluated[j] else None
         seconds = (time.perf_counter() - began) / max(len(out), 1)

@@ -330,7 +330,7 @@ def fit_replicas(
         due = [clock.due(epoch + ran[r]) if ran[r] else False for r in range(n)]
         for j, (train_sums, eval_sums) in enumerate(chunk):
             for r in (r for r in range(n) if train_sums[r] is not None):
-                if progresses[r].stopped:  # the executor runs a chunk only up to the first stop
+                if progresses[r].stopped:  # the executor freezes a replica after its stop
                     raise RuntimeError(f"replica {r} trained past its early stop or divergence in epoch {epoch + j}")
                 last = j == ran[r] - 1
                 steps[r] = (epoch + j + 1) * spe
