@@ -313,28 +313,32 @@ class _Imp:
                                eval_name=self.options.eval_name, divergence_loss=self.options.divergence_loss, log_fn=self.log)
         seconds = (time.perf_counter() - began) / len(seeds)
         for s, (_, stage, mask), result in zip(seeds, started, results):
-            if s.rewind is None and result.progress.diverged:
-                raise UserError(f"{self.tag(s, level)} diverged at step {int(result.state.step)}, before the rewind step "
-                                f"{self.rewind_step} (loss NaN, infinite or far above chance): lower the learning rate")
-            if s.rewind is None:  # early stopping ended level 0 before the rewind step
-                raise UserError(f"{self.tag(s, level)} stopped early at step {int(result.state.step)}, before the rewind step "
-                                f"{self.rewind_step}: rewind earlier or raise the early-stopping patience")
-            trained = jax.device_get({"params": result.state.params, "batch_stats": result.state.batch_stats})
-            if level == 0:
-                ticket = self.ticket(s, level, s.rewind.params, s.rewind.batch_stats, mask)
-            else:
-                ticket = self.ticket(s, level, mask_lib.apply_mask(s.rewind.params, mask), s.rewind.batch_stats, mask)
-            counts = {"weights_remaining": ticket.info["weights_remaining"], "total_prunable": self.total}
-            record = {**level_record(level, counts, result, seconds, self.rewind_step), "seed": s.seed}
-            if stage is not None:
-                if not stage.has("ticket"):
-                    save_ticket(stage.path("ticket"), ticket)
-                stage.save("trained", trained)
-                stage.finish(record, result.history)
-            s.records.append(record)
-            s.tickets.append(ticket if stage is None else stage.path("ticket"))
-            s.previous = (trained["params"], jax.device_get(mask))
-            self.report(s, LevelResult(level, record, s.previous[1], trained["params"], trained["batch_stats"], s.seed))
+            self.finish_level(s, level, stage, mask, result, seconds)
+
+    def finish_level(self, s: _Seed, level: int, stage: Stage | None, mask, result, seconds: float) -> None:
+        """Save and report the trained ``level`` of ``s`` (``result``: its :class:`~lth_jax.loop.FitResult`)."""
+        if s.rewind is None and result.progress.diverged:
+            raise UserError(f"{self.tag(s, level)} diverged at step {int(result.state.step)}, before the rewind step "
+                            f"{self.rewind_step} (loss NaN, infinite or far above chance): lower the learning rate")
+        if s.rewind is None:  # early stopping ended level 0 before the rewind step
+            raise UserError(f"{self.tag(s, level)} stopped early at step {int(result.state.step)}, before the rewind step "
+                            f"{self.rewind_step}: rewind earlier or raise the early-stopping patience")
+        trained = jax.device_get({"params": result.state.params, "batch_stats": result.state.batch_stats})
+        if level == 0:
+            ticket = self.ticket(s, level, s.rewind.params, s.rewind.batch_stats, mask)
+        else:
+            ticket = self.ticket(s, level, mask_lib.apply_mask(s.rewind.params, mask), s.rewind.batch_stats, mask)
+        counts = {"weights_remaining": ticket.info["weights_remaining"], "total_prunable": self.total}
+        record = {**level_record(level, counts, result, seconds, self.rewind_step), "seed": s.seed}
+        if stage is not None:
+            if not stage.has("ticket"):
+                save_ticket(stage.path("ticket"), ticket)
+            stage.save("trained", trained)
+            stage.finish(record, result.history)
+        s.records.append(record)
+        s.tickets.append(ticket if stage is None else stage.path("ticket"))
+        s.previous = (trained["params"], jax.device_get(mask))
+        self.report(s, LevelResult(level, record, s.previous[1], trained["params"], trained["batch_stats"], s.seed))
 
 
 def _with_context(hook, level: int, seed: int):
@@ -402,10 +406,15 @@ def run_imp_seeds(model, objective: Objective, train_data, eval_data, config: Tr
     go on. Seed ``s`` writes to ``workdir/seed_s`` (the layout of a
     :func:`run_imp` workdir). The other arguments are those of :func:`run_imp`.
     """
+    replicas = _replicas(seeds, workdir)
+    return _Imp(model, objective, train_data, eval_data, config, plan, ImpOptions(vmap=vmap, **options)).run(replicas)
+
+
+def _replicas(seeds: Sequence[int], workdir) -> list[_Seed]:
+    """The replicas of :func:`run_imp_seeds` (seed ``s`` in ``workdir/seed_s``)."""
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise UserError("seeds is empty: give at least one seed")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"seeds={seeds} holds duplicates")
-    replicas = [_Seed(s, None if workdir is None else epath.Path(workdir) / f"seed_{s}") for s in seeds]
-    return _Imp(model, objective, train_data, eval_data, config, plan, ImpOptions(vmap=vmap, **options)).run(replicas)
+    return [_Seed(s, None if workdir is None else epath.Path(workdir) / f"seed_{s}") for s in seeds]

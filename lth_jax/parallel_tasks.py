@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import ml_collections
@@ -25,19 +25,22 @@ from ml_collections import config_dict
 from lth_jax import objectives, parallel
 from lth_jax.data.tasks import load_task_data
 from lth_jax.errors import UserError
-from lth_jax.imp import check_imp, run_imp_seeds
+from lth_jax.imp import check_imp
+from lth_jax.imp_pack import run_imp_pack
 from lth_jax.models.mlp import MLP, kernels_in_order
 from lth_jax.optim import OptimizerRecipe
 from lth_jax.progress import Progress
 from lth_jax.sizes import Divergences, check_disk, check_memory
 from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
 from lth_jax.stage import Stage
-from lth_jax.structure import StructureReport, analyze, run_category
+from lth_jax.structure import StructureReport, analyze
 from lth_jax.tensorboard import EventLog, scalars
-from lth_jax.train import TrainConfig, TrainState, evaluate, make_eval_step
+from lth_jax.thesis_rows import LEVEL_SCALARS, ROW_HEADER, format_row, level_row, test_metrics
+from lth_jax.thesis_rows import summary as summary_of
+from lth_jax.train import TrainConfig, make_eval_step
 from lth_jax.trajectory import PruningPlan, extension_shape, extension_trajectory, weight_count
 
-__all__ = ["ThesisConfig", "default_config", "run_parallel_tasks", "run", "format_row"]
+__all__ = ["ThesisConfig", "default_config", "run_parallel_tasks", "run_parallel_tasks_pack", "run", "format_row"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,17 +185,6 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
     return run_parallel_tasks(ThesisConfig.from_config(c), workdir, log_fn=log_fn)
 
 
-ROW_HEADER = f"{'seed':>4}  {'level':>5}  {'weights':>8}  {'active':>7}  {'accuracy':>15}  {'test loss':>9}  {'comps':>5}  {'status':<14}  {'epochs':>6}"
-
-
-def format_row(row: dict) -> str:
-    accuracy = "/".join(f"{a:.3f}" for a in row["accuracy"])
-    return (
-        f"{row['seed']:>4d}  {row['level']:>5d}  {row['weights_remaining']:>8d}  {row['active_weights']:>7d}  "
-        f"{accuracy:>15}  {row['test_loss']:>9.4f}  {row['num_components']:>5d}  {row['status']:<14}  {row['epochs']:>6d}"
-    )
-
-
 def _check_shape(shape, data) -> None:
     if len(shape) < 3:
         raise UserError(f"shape={shape} needs at least one hidden layer")
@@ -254,34 +246,6 @@ class _Setup:
                           eval_name=self.eval_name)
 
 
-# The per-level TensorBoard scalars of a thesis run (and edges/active, .../zombie, ...).
-LEVEL_SCALARS = ("weights_remaining", "active_weights", "accuracy", "test_loss", "num_components", "untapped_potential", "epochs",
-                 "decided_output", "decided_input")
-
-
-def _row(result, report: StructureReport, test_metrics: dict) -> dict:
-    record = result.record
-    summary = report.summary()
-    return {
-        "seed": result.seed,
-        "level": result.level,
-        "weights_remaining": record["weights_remaining"],
-        "fraction_remaining": record["fraction_remaining"],
-        "active_weights": report.active_edges,
-        **test_metrics,
-        "num_components": report.num_components,
-        "status": report.status,
-        "edges": {"active": report.active_edges, "inactive": report.inactive_edges, "zombie": report.zombie_edges, "pruned": report.pruned_edges},
-        "nodes": {"active": report.active_nodes, "inactive": report.inactive_nodes, "zombie": report.zombie_nodes},
-        "coverage": summary["coverage"],
-        "untapped_potential": report.untapped_potential,
-        "decided_output": summary["decided_output"],
-        "decided_input": summary["decided_input"],
-        "epochs": record["epochs"],
-        "stopped_early": record["stopped_early"],
-    }
-
-
 def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print,
                        progress: bool | None = None) -> dict:
     """Run one experiment into ``workdir`` (resumable) and return its summary.
@@ -291,111 +255,110 @@ def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_
     one line naming it, before anything is written. ``progress``: a progress bar
     (default: when stderr is a terminal and ``log_fn`` is ``print``).
     """
-    workdir = epath.Path(workdir)
-    shape, plan = config.network()
-    given = f"extension_level={config.extension_level}" if config.shape is None else f"shape={','.join(map(str, shape))}"
-    parameters = weight_count(shape) + sum(shape[1:])
-    check_memory(parameters, len(config.seeds), given)
-    check_disk(parameters, len(plan.trajectory(weight_count(shape))), len(config.seeds), config.epochs, workdir, given)
-    data = load_task_data(
-        config.dataset, data_seed=config.data_seed, num_tasks=config.num_tasks, data_dir=config.data_dir, download=config.download
-    )
-    setup = _Setup.build(config, data)
-    experiment = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE}
-    stage = Stage(workdir, {"kind": "parallel_tasks", "experiment": experiment, "coverage": setup.coverage})
-    args, kwargs = setup.imp_arguments(config, data, workdir)
-    stage.check()
-    check_imp(*args, **{k: v for k, v in kwargs.items() if k != "eval_name"})
-    stage.open()
-    note_damaged_rows(workdir / "metrics.jsonl", log_fn)
-    trajectory = setup.plan.trajectory(weight_count(setup.shape))
-    settings = {"experiment": config.to_dict(), "shape": list(setup.shape), "trajectory": trajectory, "coverage": setup.coverage,
-                "train": setup.train.to_dict(), "environment": environment()}
-    write_json(workdir / "config.json", settings)
+    return run_parallel_tasks_pack([(config, workdir)], log_fn=log_fn, progress=progress)[0]
 
-    one_device = parallel.data_mesh(jax.local_devices()[:1])  # the replicas may spread over the devices; this is one model
-    test_eval = make_eval_step(args[0], setup.objective, mesh=one_device) if config.validation_split else None
-    reports: dict[tuple[int, int], StructureReport] = {}
-    rows: list[dict] = []
-    log_fn(f"{config.dataset}: MLP {setup.shape}, {len(trajectory)} levels, seeds {list(config.seeds)}, {setup.coverage} coverage")
-    log_fn(ROW_HEADER)
 
-    events = EventLog(workdir / "tensorboard")
-    bar = Progress(levels=len(trajectory), epochs=config.epochs, seeds=len(config.seeds), description=config.dataset,
-                   enabled=progress if progress is not None or log_fn is print else False)
-    log_fn = bar.write if log_fn is print else log_fn
-
-    divergences = Divergences(float(np.mean([np.log(c) for c in data.classes])))  # chance: predicting every class alike
-
-    def on_level(result) -> bool:
-        report = analyze(kernels_in_order(result.mask), data.input_tasks, data.output_tasks, setup.coverage)
-        reports[(result.seed, result.level)] = report
-        rows.append(_row(result, report, _test_metrics(result.record, result, test_eval, data, setup.eval_name)))
-        diverged = rows[-1]["diverged"] = divergences.check(result.seed, result.level, result.record)
-        if diverged:
-            rows[-1]["status"] = "diverged"
-        events.level(result.level, scalars(rows[-1], LEVEL_SCALARS) | {f"edges/{k}": v for k, v in rows[-1]["edges"].items()}, seed=result.seed)
-        bar.level(result.record)
-        log_fn(format_row(rows[-1]))
-        return (diverged or (config.stop_on_degradation and report.status == "degraded")
-                or (config.stop_on_split and report.status == "split"))
-
-    def on_epoch(record) -> None:
-        events.epoch(record, by_seed=True)
-        bar.epoch(record)
-
+def run_parallel_tasks_pack(points: Sequence[tuple[ThesisConfig, str | os.PathLike]], *, log_fn: Callable[[str], None] = print,
+                            progress: bool | None = None) -> list[dict]:
+    """Several experiments of one MLP shape, data and training (``(config, workdir)`` each;
+    they may differ in their trajectory, stop rules and seeds) trained as one IMP run
+    (:func:`lth_jax.imp_pack.run_imp_pack`): level ``l`` of every experiment's seeds in
+    one program. Each experiment is what :func:`run_parallel_tasks` makes of it
+    (its workdir, resume, results); returns their summaries."""
+    experiments = [_Experiment(config, workdir, log_fn, progress if len(points) == 1 else False) for config, workdir in points]
     try:
-        run_imp_seeds(*args, vmap=config.vmap, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
-                      divergence_loss=divergences.limit, **kwargs)
+        run_imp_pack([e.job for e in experiments])
     finally:
-        events.close()
-        bar.close()
-    rows.sort(key=lambda r: (r["seed"], r["level"]))
-    write_jsonl(workdir / "metrics.jsonl", rows)
-    summary = _summary(config, setup.shape, trajectory, rows)
-    write_json(workdir / "summary.json", summary)
-    from lth_jax import plots  # matplotlib: imported when a figure is drawn
-
-    plots.save_thesis_figures(workdir / "figures", data, rows, reports, setup.shape)
-    for seed in config.seeds:
-        s = summary["seeds"][str(seed)]
-        log_fn(f"seed {seed}: {s['category']}, split at level {s['split_level']}, degraded at level {s['degradation_level']}")
-    divergences.raise_first(f"learning_rate={config.learning_rate:g}", len(config.seeds))
-    return summary
+        for e in experiments:
+            e.close()
+    summaries, errors = [], []
+    for e in experiments:  # every experiment's results written, then its first divergence reported
+        try:
+            summaries.append(e.finish())
+        except UserError as error:
+            errors.append(error)
+    if errors:
+        raise errors[0]
+    return summaries
 
 
-def _test_metrics(record, result, test_eval, data, eval_name) -> dict:
-    """The row's test accuracy (per task) and loss; with a validation split, evaluated here."""
-    if test_eval is None:
-        return {"accuracy": list(record["test_accuracy"]), "test_loss": record["test_loss"]}
-    state = TrainState(
-        step=np.int32(0), params=result.trained_params, batch_stats=result.trained_batch_stats,
-        opt_state=None, mask=result.mask, rng=jax.random.PRNGKey(0),
-    )
-    test = evaluate(state, test_eval, data.test, min(len(data.test), 1000), parallel.data_mesh(jax.local_devices()[:1]))
-    return {
-        "accuracy": list(test["test_accuracy"]),
-        "test_loss": test["test_loss"],
-        f"{eval_name}_accuracy": record[f"{eval_name}_accuracy"],
-        f"{eval_name}_loss": record[f"{eval_name}_loss"],
-    }
+class _Experiment:
+    """One experiment's checks, run directory, IMP job (``job``: the arguments of
+    :func:`lth_jax.imp.run_imp_seeds`) and level callbacks; :meth:`finish` writes its results."""
 
+    def __init__(self, config: ThesisConfig, workdir, log_fn, progress):
+        workdir = epath.Path(workdir)
+        shape, plan = config.network()
+        given = f"extension_level={config.extension_level}" if config.shape is None else f"shape={','.join(map(str, shape))}"
+        parameters = weight_count(shape) + sum(shape[1:])
+        check_memory(parameters, len(config.seeds), given)
+        check_disk(parameters, len(plan.trajectory(weight_count(shape))), len(config.seeds), config.epochs, workdir, given)
+        data = load_task_data(
+            config.dataset, data_seed=config.data_seed, num_tasks=config.num_tasks, data_dir=config.data_dir, download=config.download
+        )
+        setup = _Setup.build(config, data)
+        experiment = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE}
+        stage = Stage(workdir, {"kind": "parallel_tasks", "experiment": experiment, "coverage": setup.coverage})
+        args, kwargs = setup.imp_arguments(config, data, workdir)
+        stage.check()
+        check_imp(*args, **{k: v for k, v in kwargs.items() if k != "eval_name"})
+        stage.open()
+        note_damaged_rows(workdir / "metrics.jsonl", log_fn)
+        self.trajectory = trajectory = setup.plan.trajectory(weight_count(setup.shape))
+        settings = {"experiment": config.to_dict(), "shape": list(setup.shape), "trajectory": trajectory, "coverage": setup.coverage,
+                    "train": setup.train.to_dict(), "environment": environment()}
+        write_json(workdir / "config.json", settings)
+        self.config, self.workdir, self.data, self.setup = config, workdir, data, setup
 
-def _category(rows) -> dict:
-    """The run's split and degradation levels and category; a run that diverged is ``Diverged``."""
-    category = run_category([r["status"] for r in rows if r["status"] != "diverged"])
-    diverged = next((r["level"] for r in rows if r["status"] == "diverged"), None)
-    return {**category, "diverged_level": diverged, **({"category": "Diverged"} if diverged is not None else {})}
+        one_device = parallel.data_mesh(jax.local_devices()[:1])  # the replicas may spread over the devices; this is one model
+        test_eval = make_eval_step(args[0], setup.objective, mesh=one_device) if config.validation_split else None
+        self.reports: dict[tuple[int, int], StructureReport] = {}
+        self.rows: list[dict] = []
+        log_fn(f"{config.dataset}: MLP {setup.shape}, {len(trajectory)} levels, seeds {list(config.seeds)}, {setup.coverage} coverage")
+        log_fn(ROW_HEADER)
 
+        self.events = events = EventLog(workdir / "tensorboard")
+        self.bar = bar = Progress(levels=len(trajectory), epochs=config.epochs, seeds=len(config.seeds), description=config.dataset,
+                                  enabled=progress if progress is not None or log_fn is print else False)
+        self.log_fn = log_fn = bar.write if log_fn is print else log_fn
+        self.divergences = divergences = Divergences(float(np.mean([np.log(c) for c in data.classes])))  # chance: predicting every class alike
+        rows, reports = self.rows, self.reports
 
-def _summary(config, shape, trajectory, rows) -> dict:
-    seeds = {}
-    for seed in config.seeds:
-        mine = [r for r in rows if r["seed"] == seed]
-        seeds[str(seed)] = {
-            **_category(mine),
-            "levels_trained": len(mine),
-            "final_weights": mine[-1]["weights_remaining"] if mine else None,
-            "final_accuracy": mine[-1]["accuracy"] if mine else None,
-        }
-    return {"dataset": config.dataset, "shape": list(shape), "trajectory": trajectory, "seeds": seeds}
+        def on_level(result) -> bool:
+            report = analyze(kernels_in_order(result.mask), data.input_tasks, data.output_tasks, setup.coverage)
+            reports[(result.seed, result.level)] = report
+            rows.append(level_row(result, report, test_metrics(result.record, result, test_eval, data, setup.eval_name)))
+            diverged = rows[-1]["diverged"] = divergences.check(result.seed, result.level, result.record)
+            if diverged:
+                rows[-1]["status"] = "diverged"
+            events.level(result.level, scalars(rows[-1], LEVEL_SCALARS) | {f"edges/{k}": v for k, v in rows[-1]["edges"].items()}, seed=result.seed)
+            bar.level(result.record)
+            log_fn(format_row(rows[-1]))
+            return (diverged or (config.stop_on_degradation and report.status == "degraded")
+                    or (config.stop_on_split and report.status == "split"))
+
+        def on_epoch(record) -> None:
+            events.epoch(record, by_seed=True)
+            bar.epoch(record)
+
+        self.job = (args, dict(kwargs, vmap=config.vmap, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
+                               divergence_loss=divergences.limit))
+
+    def close(self) -> None:
+        self.events.close()
+        self.bar.close()
+
+    def finish(self) -> dict:
+        config, rows = self.config, self.rows
+        rows.sort(key=lambda r: (r["seed"], r["level"]))
+        write_jsonl(self.workdir / "metrics.jsonl", rows)
+        summary = summary_of(config, self.setup.shape, self.trajectory, rows)
+        write_json(self.workdir / "summary.json", summary)
+        from lth_jax import plots  # matplotlib: imported when a figure is drawn
+
+        plots.save_thesis_figures(self.workdir / "figures", self.data, rows, self.reports, self.setup.shape)
+        for seed in config.seeds:
+            s = summary["seeds"][str(seed)]
+            self.log_fn(f"seed {seed}: {s['category']}, split at level {s['split_level']}, degraded at level {s['degradation_level']}")
+        self.divergences.raise_first(f"learning_rate={config.learning_rate:g}", len(config.seeds))
+        return summary

@@ -4,7 +4,8 @@ E1-E3 run the network extension of a base MLP at every extension level (two,
 one and three hidden layers); E4 crosses widths with numbers of levels pruned
 to a fixed target of 112 weights. Every point is one
 :func:`lth_jax.parallel_tasks.run_parallel_tasks` experiment in
-``workdir/<point>`` (resumable); ``sweep.jsonl`` collects each seed's run
+``workdir/<point>`` (resumable; the points of one MLP shape train as one IMP
+run, :func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`); ``sweep.jsonl`` collects each seed's run
 category, and :func:`sweep_report` draws the thesis's figures and
 ``report.md``. :func:`run` is ``experiments/thesis_sweep.py``'s experiment
 (presets: ``experiments/configs/thesis_sweep_e*.py``).
@@ -21,7 +22,7 @@ from etils import epath
 from ml_collections import config_dict
 
 from lth_jax.errors import UserError
-from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
+from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks_pack
 from lth_jax.parallel_tasks import default_config as experiment_config
 from lth_jax.results import read_json, read_jsonl, remove_temporaries, write_csv, write_json, write_jsonl
 
@@ -55,18 +56,28 @@ def sweep_points(grid: str, *, extension_levels: Sequence[int] | None = None, wi
     ]
 
 
-def run_sweep(grid: str, base: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print, **narrow) -> list[dict]:
-    """Run every point of ``grid`` into ``workdir/<point>`` (each resumable); write ``sweep.jsonl``."""
+def run_sweep(grid: str, base: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print, pack: bool = True,
+              **narrow) -> list[dict]:
+    """Run every point of ``grid`` into ``workdir/<point>`` (each resumable); write ``sweep.jsonl``.
+
+    ``pack``: the points of one MLP shape (E4's numbers of levels at a width) train
+    as one IMP run (:func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`: the same
+    results, one program); otherwise one point after the other."""
     workdir = epath.Path(workdir)
     remove_temporaries(workdir)
     rows = []
     points = sweep_points(grid, **narrow)
-    for i, (name, overrides, x, y) in enumerate(points):
-        log_fn(f"[{i + 1}/{len(points)}] {grid} {name}")
-        config = dataclasses.replace(base, **overrides)
-        summary = run_parallel_tasks(config, workdir / name, log_fn=log_fn)
-        for seed, s in summary["seeds"].items():
-            rows.append({"grid": grid, "point": name, "x": x, "y": y, "seed": int(seed), **s})
+    configs = [dataclasses.replace(base, **overrides) for _, overrides, _, _ in points]
+    groups: dict = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(config.network()[0] if pack and config.vmap else i, []).append(i)
+    for group in groups.values():
+        for i in group:
+            log_fn(f"[{i + 1}/{len(points)}] {grid} {points[i][0]}")
+        summaries = run_parallel_tasks_pack([(configs[i], workdir / points[i][0]) for i in group], log_fn=log_fn)
+        for i, summary in zip(group, summaries):
+            name, _, x, y = points[i]
+            rows += [{"grid": grid, "point": name, "x": x, "y": y, "seed": int(seed), **s} for seed, s in summary["seeds"].items()]
         write_jsonl(workdir / "sweep.jsonl", rows)
     write_json(workdir / "sweep.json", {"grid": grid, "points": [p[0] for p in points], "base": base.to_dict()})
     return rows
@@ -108,6 +119,7 @@ def default_config(grid: str = "e1") -> ml_collections.ConfigDict:
     c.target = config_dict.placeholder(int)  # E4: weights after the last level (default 112)
     if "target" in spec:
         c.target = spec["target"]
+    c.pack = True  # the points of one MLP shape as one IMP run (the same results); False: one point after the other
     c.experiment = experiment_config()
     return c
 
@@ -119,5 +131,5 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
         narrow = {"extension_levels": tuple(c.extension_levels)}
     else:
         narrow = {"widths": tuple(c.widths), "level_counts": tuple(c.level_counts), "target": c.target}
-    run_sweep(c.grid, base, workdir, log_fn=log_fn, **narrow)
+    run_sweep(c.grid, base, workdir, log_fn=log_fn, pack=c.pack, **narrow)
     return sweep_report(workdir)
