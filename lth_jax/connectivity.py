@@ -20,6 +20,7 @@ were rewound to). The experiment built on them is :mod:`lth_jax.instability`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.serialization
@@ -39,7 +40,9 @@ from lth_jax.train import TrainConfig, TrainState, create_train_state, eval_step
 
 __all__ = [
     "ALPHAS", "STABLE_BARRIER", "NOISES", "alpha_grid", "interpolate", "error_barrier", "recommended_step",
-    "interpolation_curve", "trunk_states", "train_copies",
+    "interpolation_curve", "trunk_states", "CopyPair",
+    "train_copies",
+    "train_copy_pairs",
 ]
 
 ALPHAS = 31  # points on the path, the ends included (every 1/30)
@@ -211,6 +214,17 @@ def trunk_states(model, objective, train_data, eval_data, config: TrainConfig, t
     return out
 
 
+@dataclasses.dataclass
+class CopyPair:
+    """The two copies of one state of :func:`train_copies`: ``start`` pruned by ``mask``, the
+    streams of ``seed``, each copy a stage (``stages[c]``, or ``None``)."""
+
+    start: RewindState
+    mask: Any
+    seed: int
+    stages: Sequence[Stage | None] = (None, None)
+
+
 def train_copies(model, objective, train_data, eval_data, config: TrainConfig, tx, start: RewindState, mask, *, seed: int,
                  noise: str = "data_order", stages: Sequence[Stage | None] = (None, None), vmap: bool = False,
                  preprocess=None, mesh=None, log_fn: Callable[[str], None] = print) -> list[dict]:
@@ -221,38 +235,49 @@ def train_copies(model, objective, train_data, eval_data, config: TrainConfig, t
     ``noise="data_order_and_augmentation"`` their per-step streams too. Each copy is a
     stage (``stages[c]``): done, it is read back; interrupted, it resumes. Returns per copy
     ``{"params", "batch_stats", "record"}`` (record: the final epoch's metrics and epochs)."""
+    return train_copy_pairs(model, objective, train_data, eval_data, config, tx, [CopyPair(start, mask, seed, stages)], noise=noise,
+                            vmap=vmap, preprocess=preprocess, mesh=mesh, log_fn=log_fn)[0]
+
+
+def train_copy_pairs(model, objective, train_data, eval_data, config: TrainConfig, tx, pairs: Sequence[CopyPair], *,
+                     noise: str = "data_order", vmap: bool = False, preprocess=None, mesh=None,
+                     log_fn: Callable[[str], None] = print) -> list[list[dict]]:
+    """:func:`train_copies` of every pair, all copies as the replicas of one
+    :func:`lth_jax.loop.fit_replicas` call (one compiled program with ``vmap``). Returns per pair
+    its two copies."""
     if noise not in NOISES:
         raise UserError(f"noise={noise!r} is not one of {', '.join(NOISES)}")
-    streams = Streams(seed)
-    template = {"params": start.params, "batch_stats": start.batch_stats}
-    out: list[dict | None] = [None, None]
+    out: list[list[dict | None]] = [[None, None] for _ in pairs]
     replicas, pending = [], []
     total = config.epochs * train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
-    for c, stage in enumerate(stages):
-        rng = streams.copy_steps(c) if noise == "data_order_and_augmentation" else streams.steps()
-        state = create_train_state(apply_mask(start.params, mask), tx, mask=mask, batch_stats=start.batch_stats, rng=rng, step=start.step)
-        if stage is not None:
-            stage.open()
-            if stage.done:
-                arrays = stage.load("trained", template)
-                out[c] = {**arrays, "record": stage.record()}
-                if vmap:  # a finished row that does not train: the other copy runs in the program shape it had with it
-                    replicas.append(Replica(state.replace(step=total), None))
-                continue
-        state, progress, checkpoint = resume_stage(stage, state, tag=f"copy {c}", log_fn=log_fn)
-        replicas.append(Replica(state, streams.copy_data_seed(config.data_seed, c), progress, checkpoint=checkpoint,
-                                log_prefix=f"copy {c}"))
-        pending.append(c)
+    for p, pair in enumerate(pairs):
+        streams, template = Streams(pair.seed), {"params": pair.start.params, "batch_stats": pair.start.batch_stats}
+        for c, stage in enumerate(pair.stages):
+            rng = streams.copy_steps(c) if noise == "data_order_and_augmentation" else streams.steps()
+            state = create_train_state(apply_mask(pair.start.params, pair.mask), tx, mask=pair.mask, batch_stats=pair.start.batch_stats,
+                                       rng=rng, step=pair.start.step)
+            if stage is not None:
+                stage.open()
+                if stage.done:
+                    out[p][c] = {**stage.load("trained", template), "record": stage.record()}
+                    if vmap:  # a finished row that does not train: the others run in the program shape they had with it
+                        replicas.append(Replica(state.replace(step=total), None))
+                    continue
+            tag = f"copy {c}" if len(pairs) == 1 else f"seed {pair.seed} k={pair.start.step} copy {c}"
+            state, progress, checkpoint = resume_stage(stage, state, tag=tag, log_fn=log_fn)
+            replicas.append(Replica(state, streams.copy_data_seed(config.data_seed, c), progress, checkpoint=checkpoint, log_prefix=tag))
+            pending.append((p, c))
     if pending:
         executor = build_executor(model, tx, objective, train_data, eval_data, config, vmap=vmap, mesh=mesh, preprocess=preprocess)
         results = [r for r, replica in zip(fit_replicas(replicas, executor, config, log_fn=log_fn), replicas) if replica.data_seed is not None]
-        for c, result in zip(pending, results):
+        for (p, c), result in zip(pending, results):
             trained = jax.device_get({"params": result.state.params, "batch_stats": result.state.batch_stats})
             final = {k: v for k, v in result.final.items() if k.endswith(("_loss", "_accuracy"))}
             record = {"copy": c, **final, "epochs": result.history[-1]["epoch"] if result.history else 0,
                       "steps": int(result.state.step), "diverged": result.progress.diverged}
-            if stages[c] is not None:
-                stages[c].save("trained", trained)
-                stages[c].finish(record, result.history)
-            out[c] = {**trained, "record": record}
+            stage = pairs[p].stages[c]
+            if stage is not None:
+                stage.save("trained", trained)
+                stage.finish(record, result.history)
+            out[p][c] = {**trained, "record": record}
     return out

@@ -39,10 +39,11 @@ from lth_jax.loop import RewindState
 from lth_jax.masks import count_prunable, init_mask, prunable_rule, random_mask
 from lth_jax.models import MLP
 from lth_jax.optim import make_optimizer
+from lth_jax.sizes import BYTES_PER_PARAMETER, memory_bytes
 from lth_jax.results import read_json, write_csv, write_json, write_jsonl
 from lth_jax.rng import Streams
 from lth_jax.stage import Stage
-from lth_jax.stats import wilson_interval
+from lth_jax.instability_summary import by_level, format_recommendation, format_table  # noqa: F401  (importable from here)
 from lth_jax.tickets import Ticket, is_imp_run, level_ticket_dir, load_ticket
 from lth_jax.train import init_variables, parse_steps
 from lth_jax.trajectory import weight_count
@@ -64,7 +65,8 @@ def default_config(recipe: ml_collections.ConfigDict | None = None, experiment: 
     c.alphas = connectivity.ALPHAS  # points on the path, both ends included
     c.threshold = connectivity.STABLE_BARRIER  # stable: barrier (test error) below this
     c.noise = "data_order"  # what the two copies differ in: data_order | data_order_and_augmentation
-    c.vmap = False  # train both copies in one program (in-memory datasets, small models)
+    c.vmap = False  # train copies as replicas of one program (in-memory datasets, small models)
+    c.pairs_per_program = 0  # with vmap: pairs of copies per program, of one rewind step (0: auto, see _analyse)
     c.random_tickets = False  # also each sparse level's random ticket: its layers' counts, a random mask, the same weights
     c.eval_batch_size = 1000
     c.bn_batches = 10  # training batches that recompute BatchNorm statistics at every α
@@ -92,6 +94,8 @@ def check_config(c) -> None:
         raise UserError(f"noise={c.noise!r} is not one of {', '.join(connectivity.NOISES)}")
     if not 0 < float(c.threshold) < 1:
         raise UserError(f"threshold={c.threshold} is outside (0, 1): it is a test-error difference")
+    if int(c.pairs_per_program) < 0:
+        raise UserError(f"pairs_per_program={c.pairs_per_program} is negative: give 0 (all that fit) or a count")
     if int(c.alphas) < 2:
         raise UserError(f"alphas={c.alphas}: the path needs at least its two ends")
     for k in str(c.rewind_steps).split(","):
@@ -210,6 +214,7 @@ class _Plan:
             raise UserError(f"rewind_steps={c.rewind_steps}: {e}") from None
         if self.steps[-1] >= total:
             raise UserError(f"rewind_steps={c.rewind_steps}: give steps before the end of training ({total} steps)")
+        self.config = c
         self.levels = sorted({int(level) for level in c.levels})
         if self.levels[-1] > self.source.max_level:  # before the source's IMP runs
             raise UserError(f"levels={','.join(map(str, c.levels))}: the recipe prunes {self.source.max_level} levels "
@@ -234,7 +239,7 @@ def run(c, workdir: str | os.PathLike, *, data=None, log_fn: Callable[[str], Non
     found = None
     if not c.source_workdir and plan.levels != [0]:  # the dense network alone needs no tickets
         found = source.find(log_fn)
-    rows = []
+    rows, pairs = [], []
     for seed in source.seeds:
         example_x = next(iter(source.train_data.batches(source.config.batch_size)))["x"][:1]
         params0, batch_stats0 = init_variables(source.model, Streams(seed).init(), example_x)
@@ -256,11 +261,12 @@ def run(c, workdir: str | os.PathLike, *, data=None, log_fn: Callable[[str], Non
             ticket = tickets[level] if kind == "imp" else _random_ticket(source, seed, level, tickets[level])
             for k in plan.steps:
                 base = workdir / f"seed_{seed}" / f"level_{level:02d}" / ("" if kind == "imp" else "random") / f"k_{k:08d}"
-                row = _analyse(c, plan, base, seed, level, ticket, trunk[k], kind)
-                row["stable"] = row["barrier"] < float(c.threshold)  # read from the barrier: a new threshold retrains nothing
-                rows.append(row)
-                log_fn(f"seed {seed} level {level}{' random' if kind == 'random' else ''} k={k}: barrier {100 * row['barrier']:.2f}% "
-                       f"({'stable' if row['stable'] else 'unstable'})")
+                pairs.append(_Pair(c, base, seed, level, kind, ticket, trunk[k], source.config.checkpoint_async))
+    for pair, row in zip(pairs, _analyse(plan, pairs, bool(c.vmap), log_fn)):
+        row["stable"] = row["barrier"] < float(c.threshold)  # read from the barrier: a new threshold retrains nothing
+        rows.append(row)
+        log_fn(f"seed {pair.seed} level {pair.level}{' random' if pair.kind == 'random' else ''} k={pair.start.step}: "
+               f"barrier {100 * row['barrier']:.2f}% ({'stable' if row['stable'] else 'unstable'})")
     if not rows:
         raise UserError(f"levels={','.join(map(str, c.levels))}: no seed of the source run reached any of them "
                         "(a parallel-task seed stops at its split or degradation); give earlier levels")
@@ -306,31 +312,59 @@ def _check_rewind(source: _Source, seed: int, info: dict, trunk: dict, log_fn) -
                "(another machine, device count, executor or version); the analysis uses the weights trained here")
 
 
-def _analyse(c, plan: _Plan, base: epath.Path, seed: int, level: int, ticket: Ticket, start: RewindState, kind: str = "imp") -> dict:
-    """The barrier of ``level``'s mask at rewind step ``start.step`` (a stage; its copies are stages)."""
-    source = plan.source
-    settings = {"seed": seed, "level": level, "rewind_step": start.step, "noise": c.noise, "alphas": int(c.alphas),
-                "bn_batches": int(c.bn_batches), "weights_remaining": ticket.info["weights_remaining"],
-                **({"ticket": kind} if kind != "imp" else {})}
-    stage = Stage(base, settings).open()
-    if stage.done:
-        return {"ticket": kind, **stage.record()}
-    copy_stages = [Stage(base / f"copy_{i}", {**settings, "copy": i}, checkpoint_async=source.config.checkpoint_async) for i in (0, 1)]
-    copies = connectivity.train_copies(source.model, source.objective, source.train_data, source.eval_data, source.config, plan.tx,
-                                       start, ticket.mask, seed=seed, noise=c.noise, stages=copy_stages, vmap=bool(c.vmap),
-                                       preprocess=source.preprocess, log_fn=lambda line: None)
+class _Pair:
+    """The barrier of a ticket's mask at one rewind step: a stage, and its two copies' stages."""
+
+    def __init__(self, c, base: epath.Path, seed: int, level: int, kind: str, ticket: Ticket, start: RewindState,
+                 checkpoint_async: bool = False):
+        self.seed, self.level, self.kind, self.ticket, self.start = seed, level, kind, ticket, start
+        self.settings = {"seed": seed, "level": level, "rewind_step": start.step, "noise": c.noise, "alphas": int(c.alphas),
+                         "bn_batches": int(c.bn_batches), "weights_remaining": ticket.info["weights_remaining"],
+                         **({"ticket": kind} if kind != "imp" else {})}
+        self.stage = Stage(base, self.settings)
+        self.copies = [Stage(base / f"copy_{i}", {**self.settings, "copy": i}, checkpoint_async=checkpoint_async) for i in (0, 1)]
+
+
+def _analyse(plan: _Plan, pairs: list[_Pair], vmap: bool, log_fn) -> list[dict]:
+    """The row of every pair: read back where done; else its copies trained (every pair's of one rewind
+    step together, as replicas of one program with ``vmap``, in chunks that fit in memory) and the
+    error along the path between them measured on the test set."""
+    source, c = plan.source, plan.config
+    rows: list[dict | None] = [({"ticket": p.kind, **p.stage.record()} if p.stage.open().done else None) for p in pairs]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    parameters = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(pairs[0].ticket.params)) if pairs else 0
+    # Pairs a program trains: as asked (at most what fits in memory); by default all that fit on an accelerator, and one on
+    # a CPU, where a replica costs its full arithmetic and larger programs were slower (BUILD_NOTES, "Instability analysis").
+    fit = max(1, memory_bytes() // 2 // max(1, 2 * BYTES_PER_PARAMETER * parameters))
+    asked = int(c.pairs_per_program) or (1 if jax.default_backend() == "cpu" else fit)
+    chunk = min(fit, asked) if vmap else 1
+    for k in sorted({pairs[i].start.step for i in todo}):
+        at_k = [i for i in todo if pairs[i].start.step == k]
+        for group in (at_k[j:j + chunk] for j in range(0, len(at_k), chunk)):
+            trained = connectivity.train_copy_pairs(
+                source.model, source.objective, source.train_data, source.eval_data, source.config, plan.tx,
+                [connectivity.CopyPair(pairs[i].start, pairs[i].ticket.mask, pairs[i].seed, pairs[i].copies) for i in group],
+                noise=c.noise, vmap=vmap, preprocess=source.preprocess, log_fn=lambda line: None)
+            for i, copies in zip(group, trained):
+                rows[i] = _row(plan, pairs[i], copies)
+    return rows
+
+
+def _row(plan: _Plan, pair: _Pair, copies: list[dict]) -> dict:
+    """A pair's row from its trained copies: the curve on the test set, the barriers (its stage finished)."""
+    source, c = plan.source, plan.config
     curve = connectivity.interpolation_curve(source.model, source.objective, copies[0]["params"], copies[1]["params"], source.test_data,
-                                             mask=ticket.mask, batch_stats=copies[0]["batch_stats"], bn_data=source.train_data,
+                                             mask=pair.ticket.mask, batch_stats=copies[0]["batch_stats"], bn_data=source.train_data,
                                              bn_batches=int(c.bn_batches), alphas=int(c.alphas), batch_size=int(c.eval_batch_size),
                                              preprocess=source.preprocess)
     row = {
-        "seed": seed, "level": level, "ticket": kind, "weights_remaining": ticket.info["weights_remaining"],
-        "fraction_remaining": ticket.info["fraction_remaining"], "rewind_step": start.step,
+        "seed": pair.seed, "level": pair.level, "ticket": pair.kind, "weights_remaining": pair.ticket.info["weights_remaining"],
+        "fraction_remaining": pair.ticket.info["fraction_remaining"], "rewind_step": pair.start.step,
         "barrier": connectivity.error_barrier(curve["error"]), "loss_barrier": connectivity.error_barrier(curve["loss"]),
         "end_errors": [curve["error"][0], curve["error"][-1]], "copy_epochs": [cp["record"]["epochs"] for cp in copies],
         "diverged": any(cp["record"]["diverged"] for cp in copies), "curve": curve,
     }
-    stage.finish(row)
+    pair.stage.finish(row)
     return row
 
 
@@ -344,77 +378,13 @@ def _split_levels(source: _Source, found: dict | None) -> dict:
     return {str(s): seeds[str(s)]["split_level"] for s in source.seeds if str(s) in seeds}
 
 
-def _by_level(rows: list[dict], steps: list[int], seeds: list[int], threshold: float) -> dict:
-    """Per level: per ``k`` the mean barrier and the seeds stable (Wilson 95%); the recommended rewind step."""
-    levels = {}
-    for level in sorted({r["level"] for r in rows}):  # a parallel-task seed may stop before the last level
-        cells = {}
-        for k in steps:
-            mine = [r for r in rows if r["level"] == level and r["rewind_step"] == k]
-            kept = [r for r in mine if not r["diverged"]]  # a diverged copy's barrier means nothing
-            stable = sum(r["barrier"] < threshold for r in kept)
-            cells[str(k)] = {"mean_barrier": float(np.mean([r["barrier"] for r in kept])) if kept else None, "seeds": len(kept),
-                             "stable_seeds": stable, "stable_interval": list(wilson_interval(stable, len(kept))),
-                             "diverged_seeds": len(mine) - len(kept)}
-        mean = {k: cells[str(k)]["mean_barrier"] for k in steps if cells[str(k)]["mean_barrier"] is not None}
-        per_seed = {}
-        for s in seeds:
-            mine = {r["rewind_step"]: r["barrier"] for r in rows if r["level"] == level and r["seed"] == s and not r["diverged"]}
-            if mine:
-                per_seed[str(s)] = connectivity.recommended_step(mine, threshold) if len(mine) == len(steps) else None
-        every = list(per_seed.values())
-        levels[str(level)] = {"fraction_remaining": next(r["fraction_remaining"] for r in rows if r["level"] == level), "by_step": cells,
-                              "recommended_rewind_step": connectivity.recommended_step(mean, threshold) if len(mean) == len(steps) else None,
-                              "recommended_rewind_step_by_seed": per_seed,
-                              "every_seed_stable_step": max(every) if every and None not in every else None}
-    return levels
-
-
 def _summary(c, plan: _Plan, rows: list[dict], split_levels: dict) -> dict:
     threshold, seeds = float(c.threshold), plan.source.seeds
-    levels = _by_level([r for r in rows if r["ticket"] == "imp"], plan.steps, seeds, threshold)
-    random = _by_level([r for r in rows if r["ticket"] == "random"], plan.steps, seeds, threshold)
+    levels = by_level([r for r in rows if r["ticket"] == "imp"], plan.steps, seeds, threshold)
+    random = by_level([r for r in rows if r["ticket"] == "random"], plan.steps, seeds, threshold)
     first = next((level for level in plan.levels if str(level) in levels), None)  # no seed may reach a level asked for
     return {"experiment": plan.source.title, "threshold": threshold, "noise": c.noise, "seeds": seeds,
             "rewind_steps": plan.steps, "levels": levels, **({"random_tickets": random} if random else {}), "split_levels": split_levels,
             "recommended_rewind_step": None if first is None else levels[str(first)]["recommended_rewind_step"],
             "every_seed_stable_step": None if first is None else levels[str(first)]["every_seed_stable_step"],
             "recommended_for_level": first}
-
-
-def format_table(summary: dict) -> str:
-    """The mean barrier of every level (rows) at every rewind step (columns), in percent of test error,
-    with the seeds stable where there are several."""
-    steps = summary["rewind_steps"]
-    head = f"{'level':>5} {'weights':>8} " + " ".join(f"{'k=' + str(k):>12}" for k in steps)
-    lines = [head, "-" * len(head)]
-    entries = [(level, entry) for level, entry in summary["levels"].items()]
-    entries += [(f"{level}r", entry) for level, entry in summary.get("random_tickets", {}).items()]
-    for level, entry in entries:
-        cells = []
-        for k in steps:
-            cell = entry["by_step"][str(k)]
-            mark = f" {cell['stable_seeds']}/{cell['seeds']}" if cell["seeds"] > 1 else ("*" if cell["stable_seeds"] else " ")
-            barrier = "   n/a" if cell["mean_barrier"] is None else f"{100 * cell['mean_barrier']:7.2f}"
-            cells.append(f"{barrier}{mark:>5}" + (f" ({cell['diverged_seeds']} diverged)" if cell.get("diverged_seeds") else ""))
-        lines.append(f"{level:>5} {100 * entry['fraction_remaining']:7.1f}% " + " ".join(cells))
-    several = len(summary["seeds"]) > 1
-    return "\n".join(lines + [f"barrier: test error along the path minus the ends' mean, in %{' (mean over seeds)' if several else ''}; "
-                              + (f"n/N: seeds stable (below {100 * summary['threshold']:g}%)" if several else
-                                 f"*: stable (below {100 * summary['threshold']:g}%)")
-                              + ("; Lr: level L's random ticket" if summary.get("random_tickets") else "")
-                              + ("; a diverged copy's barrier is left out of the mean and the counts"
-                                 if any(cell.get("diverged_seeds") for _, entry in entries for cell in entry["by_step"].values()) else "")])
-
-
-def format_recommendation(summary: dict) -> str:
-    """The recommended rewind step of the first level analysed, as a line: the smallest step from which
-    every later step is stable (by the mean barrier over seeds where there are several), and the
-    smallest from which every seed is."""
-    level = summary["recommended_for_level"]
-    if level is None:
-        return "recommended rewind step: none (no seed reached a level asked for)"
-    several = len(summary["seeds"]) > 1
-    line = (f"recommended rewind step ({'dense' if level == 0 else f'level {level}'}): {summary['recommended_rewind_step']}"
-            f"{' (mean barrier over seeds)' if several else ''}")
-    return line + (f"; every seed stable from: {summary['every_seed_stable_step']}" if several else "")

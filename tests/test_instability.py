@@ -334,14 +334,14 @@ def test_diverged_copies_are_counted_apart_and_every_seed_stable_step_beside_the
     rows = [_row(0, 0, 0.005), _row(1, 0, 0.03), _row(2, 0, 0.5, diverged=True),
             _row(0, 5, 0.004), _row(1, 5, 0.025), _row(2, 5, 0.001),
             _row(0, 9, 0.003), _row(1, 9, 0.001), _row(2, 9, 0.002)]
-    level = instability._by_level(rows, [0, 5, 9], [0, 1, 2], 0.02)["0"]
+    level = instability.by_level(rows, [0, 5, 9], [0, 1, 2], 0.02)["0"]
     k0 = level["by_step"]["0"]
     assert k0["seeds"] == 2 and k0["diverged_seeds"] == 1 and k0["mean_barrier"] == pytest.approx(0.0175) and k0["stable_seeds"] == 1
     assert level["recommended_rewind_step"] == 0  # by the mean over seeds
     assert level["recommended_rewind_step_by_seed"] == {"0": 0, "1": 9, "2": None}  # seed 2's k=0 copy diverged
     assert level["every_seed_stable_step"] is None
     rows[2]["diverged"] = False
-    assert instability._by_level(rows, [0, 5, 9], [0, 1, 2], 0.02)["0"]["every_seed_stable_step"] == 9
+    assert instability.by_level(rows, [0, 5, 9], [0, 1, 2], 0.02)["0"]["every_seed_stable_step"] == 9
     summary = {"rewind_steps": [0, 5, 9], "levels": {"0": level}, "seeds": [0, 1, 2], "threshold": 0.02}
     assert "(1 diverged)" in instability.format_table(summary)
 
@@ -370,3 +370,36 @@ def test_rewind_auto_takes_the_recipes_sgd_noise():
     assert auto_rewind.noise_of(c, Data("cifar10")) == "data_order_and_augmentation"
     c.augment = False
     assert auto_rewind.noise_of(c, Data("cifar10")) == "data_order"
+
+
+def test_the_copies_of_one_rewind_step_train_together_and_resume_copy_by_copy(tmp_path, monkeypatch):
+    """vmap: every pair of copies of one rewind step (every seed, level and ticket kind) is one program;
+    the barriers equal those of the pairs trained one at a time, and a lost copy retrains to the same row."""
+    from experiments.configs import instability_moons_circles
+    from lth_jax import instability
+
+    c = instability_moons_circles.get_config()
+    c.recipe.update(seeds=(0, 1), extension_level=1, epochs=6, patience=None, stop_on_degradation=False)
+    c.levels, c.rewind_steps, c.alphas, c.random_tickets, c.pairs_per_program = (0, 1), "0,1ep", 5, True, 64
+    calls = []
+    grouped = connectivity.train_copy_pairs
+    monkeypatch.setattr(connectivity, "train_copy_pairs", lambda *a, **k: calls.append(len(a[6])) or grouped(*a, **k))
+    instability.run(c, tmp_path / "together", log_fn=lambda line: None)
+    assert calls == [6, 6]  # per k: 2 seeds x (dense, level 1, its random ticket)
+    together = [json.loads(line) for line in (tmp_path / "together" / "metrics.jsonl").read_text().splitlines()]
+    c.vmap = False
+    c.source_workdir = str(tmp_path / "together" / "source")
+    instability.run(c, tmp_path / "apart", log_fn=lambda line: None)
+    apart = [json.loads(line) for line in (tmp_path / "apart" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["seed"], r["level"], r["ticket"], r["rewind_step"]) for r in together] == \
+        [(r["seed"], r["level"], r["ticket"], r["rewind_step"]) for r in apart]
+    for a, b in zip(together, apart):
+        assert a["barrier"] == pytest.approx(b["barrier"], abs=2e-3) and a["end_errors"] == pytest.approx(b["end_errors"], abs=2e-3)
+    lost = tmp_path / "together" / "seed_1" / "level_01" / "random" / "k_00000016"
+    (lost / "copy_0" / "record.json").unlink()
+    (lost / "record.json").unlink()
+    c.vmap, c.source_workdir = True, ""
+    calls.clear()
+    instability.run(c, tmp_path / "together", log_fn=lambda line: None)
+    assert calls == [1]
+    assert [json.loads(line) for line in (tmp_path / "together" / "metrics.jsonl").read_text().splitlines()] == together
