@@ -180,8 +180,12 @@ def check_sizes(c, workdir: str | os.PathLike, replicas: int = 1) -> None:
 
 
 REPLICA_MODES = ("auto", "vmap", "sequential")
-# Beyond this many parameters one replica keeps a device busy by itself: seeds train one at a time.
-VMAP_MAX_PARAMETERS = 2_000_000
+# Beyond this many parameters one replica keeps a device busy by itself, and replicas train one at a time. On a CPU
+# a replica costs its full arithmetic: measured (BUILD_NOTES, "Seeds together"), LeNet-300-100 on 8x8 inputs (50k
+# parameters) gains from vmapping (4 seeds 1.6x faster), on 28x28 inputs (266k) it does not (equal for 4 seeds, a
+# 44-ticket transfer group 1.3x slower). The accelerator limit is not measured yet.
+VMAP_MAX_PARAMETERS = {"cpu": 150_000}
+VMAP_MAX_PARAMETERS_ACCELERATOR = 2_000_000
 
 
 def run_seeds(c) -> tuple[list[int], bool]:
@@ -201,7 +205,7 @@ def replicas_together(c, data: ImageData, replicas: int) -> bool:
 
     ``c.replicas``: ``"vmap"`` or ``"sequential"`` decide; ``"auto"`` trains several seeds
     together when the data are in memory, the rewind step is at an epoch boundary, the model
-    has at most ``VMAP_MAX_PARAMETERS`` parameters and every replica fits in memory
+    has at most ``VMAP_MAX_PARAMETERS`` parameters (per backend) and every replica fits in memory
     (:func:`check_sizes`), and one training alone on the data-parallel path."""
     mode = str(c.get("replicas", "auto"))
     if mode not in REPLICA_MODES:
@@ -216,7 +220,8 @@ def replicas_together(c, data: ImageData, replicas: int) -> bool:
         check_memory(parameters, replicas, "", activation_bytes=activations * replicas)
     except UserError:
         return False
-    return parse_steps(str(c.rewind), spe) % spe == 0 and parameters <= VMAP_MAX_PARAMETERS
+    limit = VMAP_MAX_PARAMETERS.get(jax.default_backend(), VMAP_MAX_PARAMETERS_ACCELERATOR)
+    return parse_steps(str(c.rewind), spe) % spe == 0 and parameters <= limit
 
 
 # Config fields that do not change what a recipe computes.

@@ -242,6 +242,11 @@ class _Study:
         return heads
 
 
+# Tickets a program trains together on a CPU: a power of two (the vmapped executor pads its rows to one); 44 tickets at
+# once measured slower than one at a time there (BUILD_NOTES, "Seeds together").
+CPU_GROUP = 8
+
+
 def _transfer(plan: _Study, target: _Target, head_state: str, metrics: StudyMetrics) -> None:
     """Train the source tickets of every seed (and their random twins) on ``target``: together, as
     replicas of one program, where the target's trainer vmaps; else one after another."""
@@ -259,8 +264,8 @@ def _transfer(plan: _Study, target: _Target, head_state: str, metrics: StudyMetr
                 prefix = f"{plan.names(target)['source']}→{target.name} {kind} level {level:>2d} seed {seed}"
                 jobs.append(TicketJob(made, seed, workdir, plan.stage_settings(target, seed, kind, level, head_state), prefix))
                 rows.append((kind, seed, ticket_dir, done))
-    records = train_tickets(jobs, target.trainer, log_fn=plan.log) if target.trainer.vmap else \
-        [train_tickets([job], target.trainer, log_fn=plan.log)[0] for job in jobs]
+    size = (len(jobs) if jax.default_backend() != "cpu" else CPU_GROUP) if target.trainer.vmap else 1
+    records = [r for i in range(0, len(jobs), size) for r in train_tickets(jobs[i:i + size], target.trainer, log_fn=plan.log)]
     for job, (kind, seed, ticket_dir, done), record in zip(jobs, rows, records):
         metrics.add(study_row(record, kind, seed, target.config.model, ticket_dir, plan.workdir, **plan.names(target)))
         plan.log(f"{job.log_prefix}: {100 * record['fraction_remaining']:6.2f}% remaining, test accuracy {record['test_accuracy']:.4f}"
