@@ -1,7 +1,7 @@
 """Seeds together against one at a time: find_ticket with ``--config.seeds`` as whole processes, beside
 one seed and beside the fused floor of the same arithmetic.
 
-    python benchmarks/bench_seeds.py [--seeds 16] [--repeats 2] [--input 8,8,1] [--sequential] [--floor_only]
+    python benchmarks/bench_seeds.py [--seeds 16] [--repeats 2] [--input 8,8,1] [--sequential] [--grouped] [--floor_only]
 
 Paths, each a fresh workdir with a warm compilation cache (a warm-up run of each first):
 - ``one``: ``find_ticket --config=find_ticket_digits_lenet --config.input_shape=INPUT`` (one seed);
@@ -12,7 +12,12 @@ The runs alternate (one, together, one, together, ...); the ratio is of medians.
 The floor probe: the run's training steps (every level trains all its epochs) of N replicas
 of LeNet-300-100 as one jitted program (``vmap`` over replicas, ``lax.scan`` over the steps,
 data on the device, SGD with momentum), timed in this process; the floor of one seed is the
-same with one replica. Prints JSON lines.
+same with one replica.
+
+``--grouped`` adds the other grouped paths, each beside its one-at-a-time twin (alternating whole processes):
+transfer (``transfer_digits`` on INPUT, auto against ``--config.recipe.replicas=sequential``) and instability
+(``instability_digits_lenet`` cut to 4 seeds, levels 0 and 3, k = 0, 5, 23; ``pairs_per_program`` 0 against 1).
+Prints JSON lines.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def main():
     parser.add_argument("--input", default="8,8,1", help="the model's input shape: 8,8,1 (the digits' pixels) or 28,28,1")
     parser.add_argument("--sequential", action="store_true", help="also the seeds one at a time (N times one seed's work)")
     parser.add_argument("--floor_only", action="store_true")
+    parser.add_argument("--grouped", action="store_true", help="also transfer and instability, grouped against one at a time")
     args = parser.parse_args()
     input_shape = tuple(int(v) for v in args.input.split(","))
     # find_ticket_digits_lenet: 1437 training images, batch 64 (23 steps), 20 epochs, 11 levels
@@ -114,6 +120,33 @@ def main():
     if args.sequential:
         record["sequential_over_together"] = round(medians["sequential"] / medians["together"], 2)
     emit(record)
+    if args.grouped:
+        for name, grouped, apart in GROUPED:
+            emit(paired(name, [*grouped, f"--config.recipe.input_shape={args.input}"] if name == "transfer" else grouped,
+                        [*apart, f"--config.recipe.input_shape={args.input}"] if name == "transfer" else apart, args.repeats))
+
+
+GROUPED = [  # (path, grouped command, one-at-a-time command), without --workdir
+    ("transfer", ["-m", "experiments.transfer", "--config=experiments/configs/transfer_digits.py", "--report=false"],
+     ["-m", "experiments.transfer", "--config=experiments/configs/transfer_digits.py", "--report=false", "--config.recipe.replicas=sequential"]),
+    ("instability", ["-m", "experiments.instability", "--config=instability_digits_lenet", "--config.seeds=0,1,2,3", "--config.levels=0,3",
+                     "--config.recipe.pruning.levels=3", "--config.rewind_steps=0,5it,1ep", "--config.pairs_per_program=0"],
+     ["-m", "experiments.instability", "--config=instability_digits_lenet", "--config.seeds=0,1,2,3", "--config.levels=0,3",
+      "--config.recipe.pruning.levels=3", "--config.rewind_steps=0,5it,1ep", "--config.pairs_per_program=1"]),
+]
+
+
+def paired(name: str, grouped: list[str], apart: list[str], repeats: int) -> dict:
+    """Whole processes, grouped and one at a time alternating, each in a fresh workdir (a warm-up of each first)."""
+    times = {"grouped": [], "apart": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(-1, repeats):
+            for kind, args in (("grouped", grouped), ("apart", apart)):
+                seconds = timed([sys.executable, *args, f"--workdir={os.path.join(tmp, f'{kind}_{repeat}')}"])
+                if repeat >= 0:
+                    times[kind].append(seconds)
+    return {"bench": f"seeds_{name}", **machine(), **{f"{k}_seconds": [round(t, 2) for t in v] for k, v in times.items()},
+            "grouped_over_apart": round(statistics.median(times["grouped"]) / statistics.median(times["apart"]), 2)}
 
 
 if __name__ == "__main__":
