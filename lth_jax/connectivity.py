@@ -8,7 +8,7 @@ evaluate the test error along the straight line between the two results,
 path minus the mean of the two end points' errors. The paper calls a network
 *stable* at ``k`` when the barrier is below 2%: from ``k`` on, SGD noise no
 longer changes which linearly connected basin training ends in. It is how a
-rewind step is chosen for late resetting: the smallest stable ``k``.
+rewind step is chosen for late resetting: the smallest ``k`` from which every later one is stable.
 
 The pure parts (:func:`interpolate`, :func:`error_barrier`,
 :func:`recommended_step`, :func:`interpolation_curve`) work on any parameter

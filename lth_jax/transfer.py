@@ -303,7 +303,7 @@ def run_transfer_study(c, study: TransferStudy, workdir: str | os.PathLike, *, t
     """Run (or resume) the study; returns the summary also written to ``summary.json``.
 
     ``c`` is the source recipe (an image-experiment config,
-    :func:`lth_jax.find_ticket.default_config`); ``target_config`` the targets'
+    :func:`lth_jax.recipe.default_config`); ``target_config`` the targets'
     recipe (default: ``c``). Both get the study's optimizer presets. Every
     setting is checked, every dataset loaded and every stage's settings compared
     with the workdir before anything trains.
