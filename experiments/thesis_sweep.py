@@ -8,7 +8,8 @@ r"""The thesis's grids of parallel-task experiments, and their report (``lth_jax
     python -m experiments.thesis_sweep --config=experiments/configs/thesis_sweep_e1.py --workdir=runs/e1 --report_only
 
 Every point runs one parallel-task experiment into ``--workdir/<point>``
-(resumable); ``sweep.jsonl`` collects the per-seed categories; the report writes
+(resumable; the points of one MLP shape train together, ``--config.pack=false``
+one at a time; ``--config.workers`` points or packs at once); ``sweep.jsonl`` collects the per-seed categories; the report writes
 ``figures/`` and ``report.md``.
 """
 
@@ -39,6 +40,7 @@ def check(config) -> None:
     axes = [a for a in ("extension_levels", "widths", "level_counts") if a in spec]
     for axis in axes:
         checks.check_integers(f"--config.{axis}", config[axis], 0, None, f"{axis} are integers")
+    checks.check_integers("--config.workers", config.workers, 1, None, "workers is an integer")
     narrow = {a: config[a] for a in axes} | ({"target": config.target} if "target" in spec else {})
     base = ThesisConfig.from_config(config.experiment)
     checks.check_points([(f"--config.{a}", config[a]) for a in axes],

@@ -29,7 +29,7 @@ from etils import epath
 from lth_jax.errors import UserError
 from lth_jax.fidelity_points import ROW_FIELDS, SYSTEMS, THESIS_PUBLISHED, experiment_of, parse_point, point_overrides
 from lth_jax.fidelity_report import report as write_report
-from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks
+from lth_jax.parallel_tasks import ThesisConfig, pack_groups, run_parallel_tasks_pack
 from lth_jax.results import read_json, read_jsonl, write_json, write_jsonl
 from lth_jax.structure import analyze, run_category
 
@@ -63,13 +63,15 @@ def seed_row(system: str, point: str, seed: int, levels: Sequence[dict]) -> dict
 
 def run_lth_jax(points: Sequence[str], seeds: Sequence[int], workdir: str | os.PathLike, *,
                 base: ThesisConfig | None = None, log_fn: Callable[[str], None] = print) -> list[dict]:
-    """Train ``seeds`` of every point in ``workdir/<point>`` (resumable) and return their rows."""
+    """Train ``seeds`` of every point in ``workdir/<point>`` (resumable; the points of one
+    MLP shape as one IMP run, :func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`) and return their rows."""
     base = base or ThesisConfig()
+    configs = [dataclasses.replace(base, seeds=tuple(seeds), **point_overrides(point)) for point in points]
+    for group in pack_groups(configs):
+        log_fn(f"[{group[0] + 1}-{group[-1] + 1}/{len(points)}] lth_jax {', '.join(points[i] for i in group)}, {len(seeds)} seeds")
+        run_parallel_tasks_pack([(configs[i], epath.Path(workdir) / points[i]) for i in group], log_fn=lambda line: None, progress=False)
     rows = []
-    for i, point in enumerate(points):
-        log_fn(f"[{i + 1}/{len(points)}] lth_jax {point}, {len(seeds)} seeds")
-        config = dataclasses.replace(base, seeds=tuple(seeds), **point_overrides(point))
-        run_parallel_tasks(config, epath.Path(workdir) / point, log_fn=lambda line: None, progress=False)
+    for point in points:
         metrics = read_jsonl(epath.Path(workdir) / point / "metrics.jsonl")
         for seed in seeds:
             mine = sorted((r for r in metrics if r["seed"] == seed), key=lambda r: r["level"])

@@ -40,7 +40,7 @@ from lth_jax.thesis_rows import summary as summary_of
 from lth_jax.train import TrainConfig, make_eval_step
 from lth_jax.trajectory import PruningPlan, extension_shape, extension_trajectory, weight_count
 
-__all__ = ["ThesisConfig", "default_config", "run_parallel_tasks", "run_parallel_tasks_pack", "run", "format_row"]
+__all__ = ["ThesisConfig", "default_config", "run_parallel_tasks", "run_parallel_tasks_pack", "pack_groups", "run", "format_row"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +280,16 @@ def run_parallel_tasks_pack(points: Sequence[tuple[ThesisConfig, str | os.PathLi
     if errors:
         raise errors[0]
     return summaries
+
+
+def pack_groups(configs: Sequence[ThesisConfig], pack: bool = True) -> list[list[int]]:
+    """The indices of ``configs`` in the order given, grouped into what
+    :func:`run_parallel_tasks_pack` trains together: vmapped experiments of one MLP
+    shape (each alone when ``pack`` is False)."""
+    groups: dict = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(config.network()[0] if pack and config.vmap else i, []).append(i)
+    return list(groups.values())
 
 
 class _Experiment:

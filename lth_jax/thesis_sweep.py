@@ -13,6 +13,7 @@ category, and :func:`sweep_report` draws the thesis's figures and
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 from typing import Callable, Sequence
@@ -22,7 +23,7 @@ from etils import epath
 from ml_collections import config_dict
 
 from lth_jax.errors import UserError
-from lth_jax.parallel_tasks import ThesisConfig, run_parallel_tasks_pack
+from lth_jax.parallel_tasks import ThesisConfig, pack_groups, run_parallel_tasks_pack
 from lth_jax.parallel_tasks import default_config as experiment_config
 from lth_jax.results import read_json, read_jsonl, remove_temporaries, write_csv, write_json, write_jsonl
 
@@ -57,28 +58,38 @@ def sweep_points(grid: str, *, extension_levels: Sequence[int] | None = None, wi
 
 
 def run_sweep(grid: str, base: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print, pack: bool = True,
-              **narrow) -> list[dict]:
+              workers: int = 1, **narrow) -> list[dict]:
     """Run every point of ``grid`` into ``workdir/<point>`` (each resumable); write ``sweep.jsonl``.
 
     ``pack``: the points of one MLP shape (E4's numbers of levels at a width) train
-    as one IMP run (:func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`: the same
-    results, one program); otherwise one point after the other."""
+    as one IMP run (:func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`), otherwise
+    one point at a time. ``workers``: that many points (or packs) train at once, in
+    threads: each keeps the devices busy while another waits for a last seed or
+    works on the host. Neither changes what a point computes."""
     workdir = epath.Path(workdir)
     remove_temporaries(workdir)
     rows = []
     points = sweep_points(grid, **narrow)
     configs = [dataclasses.replace(base, **overrides) for _, overrides, _, _ in points]
-    groups: dict = {}
-    for i, config in enumerate(configs):
-        groups.setdefault(config.network()[0] if pack and config.vmap else i, []).append(i)
-    for group in groups.values():
+    groups = pack_groups(configs, pack)
+
+    def run_group(group: list[int]) -> list[dict]:
         for i in group:
             log_fn(f"[{i + 1}/{len(points)}] {grid} {points[i][0]}")
-        summaries = run_parallel_tasks_pack([(configs[i], workdir / points[i][0]) for i in group], log_fn=log_fn)
-        for i, summary in zip(group, summaries):
-            name, _, x, y = points[i]
-            rows += [{"grid": grid, "point": name, "x": x, "y": y, "seed": int(seed), **s} for seed, s in summary["seeds"].items()]
-        write_jsonl(workdir / "sweep.jsonl", rows)
+        return run_parallel_tasks_pack([(configs[i], workdir / points[i][0]) for i in group], log_fn=log_fn,
+                                       progress=None if workers == 1 else False)
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+        futures = [pool.submit(run_group, group) for group in groups]
+        try:
+            for group, future in zip(groups, futures):  # rows in the order of the points
+                for i, summary in zip(group, future.result()):
+                    name, _, x, y = points[i]
+                    rows += [{"grid": grid, "point": name, "x": x, "y": y, "seed": int(seed), **s} for seed, s in summary["seeds"].items()]
+                write_jsonl(workdir / "sweep.jsonl", rows)
+        finally:
+            for future in futures:  # after an error: the points not started yet are not run
+                future.cancel()
     write_json(workdir / "sweep.json", {"grid": grid, "points": [p[0] for p in points], "base": base.to_dict()})
     return rows
 
@@ -119,7 +130,8 @@ def default_config(grid: str = "e1") -> ml_collections.ConfigDict:
     c.target = config_dict.placeholder(int)  # E4: weights after the last level (default 112)
     if "target" in spec:
         c.target = spec["target"]
-    c.pack = True  # the points of one MLP shape as one IMP run (the same results); False: one point after the other
+    c.pack = True  # the points of one MLP shape as one IMP run (the same results); False: one point at a time
+    c.workers = 2  # points (or packs) trained at once, in threads (the same results); 1: one after the other
     c.experiment = experiment_config()
     return c
 
@@ -131,5 +143,5 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
         narrow = {"extension_levels": tuple(c.extension_levels)}
     else:
         narrow = {"widths": tuple(c.widths), "level_counts": tuple(c.level_counts), "target": c.target}
-    run_sweep(c.grid, base, workdir, log_fn=log_fn, pack=c.pack, **narrow)
+    run_sweep(c.grid, base, workdir, log_fn=log_fn, pack=c.pack, workers=c.workers, **narrow)
     return sweep_report(workdir)

@@ -48,6 +48,14 @@ def thesis_run(workdir):
     run_parallel_tasks(config, workdir, **QUIET)
 
 
+def packed_sweep(workdir):
+    """Two E4 points of one shape (1 and 2 levels), seed 0: one IMP run, level 0 trained once."""
+    from lth_jax import thesis_sweep
+
+    base = ThesisConfig(extension_level=1, seeds=(0,), epochs=2, patience=None, learning_rate=1e-2)
+    thesis_sweep.run_sweep("e4", base, workdir, widths=(6,), level_counts=(1, 2), target=30, pack=True, **QUIET)
+
+
 def tiny_digits():
     c = find_ticket_digits_lenet.get_config()
     c.model = "lenet_16"
@@ -149,6 +157,15 @@ def test_the_thesis_experiment_killed_at_every_write_resumes_to_the_same_results
     monkeypatch.setattr(plots, "save_thesis_figures", lambda *args: None)
     moments = crash_everywhere(thesis_run, tmp_path, monkeypatch)
     assert any("summary.json" in m for m in moments) and any("seed_0/level_01" in m for m in moments)
+
+
+def test_a_packed_sweep_killed_at_every_write_resumes_to_the_same_results(tmp_path, monkeypatch):
+    from lth_jax import plots
+
+    monkeypatch.setattr(plots, "save_thesis_figures", lambda *args: None)
+    moments = crash_everywhere(packed_sweep, tmp_path, monkeypatch)
+    assert any("w6_L01/imp/seed_0/level_00" in m for m in moments) and any("w6_L02/imp/seed_0/level_02" in m for m in moments)
+    assert any("sweep.jsonl" in m for m in moments)
 
 
 def test_a_transfer_study_killed_at_every_write_resumes_to_the_same_results(tmp_path, monkeypatch, source_tickets):

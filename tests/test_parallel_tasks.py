@@ -1,6 +1,7 @@
 """The thesis experiments end to end (small settings): lth_jax.parallel_tasks, lth_jax.thesis_sweep and their scripts."""
 
 import dataclasses
+import functools
 import json
 import subprocess
 import sys
@@ -250,3 +251,36 @@ def test_divergences_keep_each_seeds_first_diverged_level_and_end_the_run_in_one
         divergences.raise_first("learning_rate=1e+06", 3)
     with pytest.raises(UserError, match=r"^seed 1 diverged at level 3 \(stopped at epoch 7 [^;]*\): lower --config"):
         divergences.raise_first("--config.optimizer.learning_rate=10000")  # one seed: no count
+
+
+def test_a_packed_sweep_trains_the_points_of_a_shape_together_with_the_results_of_one_point_after_the_other(tmp_path, monkeypatch):
+    from lth_jax import imp_pack, thesis_sweep
+
+    fits = []
+    fit_replicas = imp_pack.fit_replicas
+    monkeypatch.setattr(imp_pack, "fit_replicas", lambda replicas, *args, **kwargs: fits.append(len(replicas)) or fit_replicas(replicas, *args, **kwargs))
+    base = ThesisConfig(extension_level=1, seeds=(0, 1, 2), epochs=30, patience=3, learning_rate=1e-2)
+    narrow = dict(widths=(8,), level_counts=(2, 4), target=30)
+    packed = thesis_sweep.run_sweep("e4", base, tmp_path / "packed", pack=True, log_fn=lambda line: None, **narrow)
+    calls, fits[:] = list(fits), []
+    single = thesis_sweep.run_sweep("e4", base, tmp_path / "single", pack=False, log_fn=lambda line: None, **narrow)
+    assert calls[0] == 3 and calls[1] == 6 and len(calls) == 5  # level 0 once per seed; levels 1-2 of both points together
+    assert fits[:3] == [3, 3, 3] and len(fits) == 3 + 5
+    assert packed == single
+    for point in ("w8_L02", "w8_L04"):
+        for seed in base.seeds:
+            for level in sorted(p.name for p in (tmp_path / "single" / point / "imp" / f"seed_{seed}").glob("level_*")):
+                a, b = (tmp_path / run / point / "imp" / f"seed_{seed}" / level for run in ("packed", "single"))
+                for part in ("ticket", "trained"):
+                    for x, y in zip(*(sorted(d.joinpath(part).glob("*.npz")) for d in (a, b))):
+                        with np.load(x) as p, np.load(y) as q:  # more rows in a program round differently: trained weights ~1 ulp
+                            close = np.array_equal if part == "ticket" else functools.partial(np.allclose, rtol=0, atol=1e-5)
+                            assert p.files == q.files and all(close(p[k], q[k]) for k in p.files), (point, seed, level, part)
+
+
+def test_a_sweep_without_workers_is_refused_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.thesis_sweep", "--config=experiments/configs/thesis_sweep_e1.py", f"--workdir={tmp_path}",
+         "--config.workers=0"], cwd=REPO, capture_output=True, text=True, timeout=300, env=script_env(),
+    )
+    assert_one_line_error(proc, "--config.workers=0: 0 is below 1; workers is an integer >= 1")
