@@ -66,6 +66,7 @@ class ImpOptions:
     on_epoch: Callable[[dict], None] | None = None
     eval_name: str = "test"
     divergence_loss: float | None = None
+    init_role: str = "source"  # the seed's initialization stream (lth_jax.rng.Streams.init)
     log_fn: Callable[[str], None] = print
 
 
@@ -180,7 +181,7 @@ class _Imp:
     def setup(self, seeds: list[_Seed]) -> None:
         self.check(seeds)  # every seed and level checked before anything is written
         for s in seeds:
-            s.params0, s.batch_stats0 = init_variables(self.model, s.streams.init(), self.example_x)
+            s.params0, s.batch_stats0 = init_variables(self.model, s.streams.init(self.options.init_role), self.example_x)
             if s.workdir is None:
                 continue
             self.run_stage(s).open()
@@ -205,6 +206,7 @@ class _Imp:
             "plan": {k: plan[k] for k in ("rate", "scope", "exclude")},
             "rewind": str(self.options.rewind),
             "seed": seed,
+            **({"init": self.options.init_role} if self.options.init_role != "source" else {}),
             "prunable": getattr(prunable, "__qualname__", None) if prunable is not None else None,
             **({"experiment": self.options.settings} if self.options.settings else {}),
         }

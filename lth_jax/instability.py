@@ -242,7 +242,7 @@ def run(c, workdir: str | os.PathLike, *, data=None, log_fn: Callable[[str], Non
     rows, pairs = [], []
     for seed in source.seeds:
         example_x = next(iter(source.train_data.batches(source.config.batch_size)))["x"][:1]
-        params0, batch_stats0 = init_variables(source.model, Streams(seed).init(), example_x)
+        params0, batch_stats0 = init_variables(source.model, Streams(seed).init(str(source.recipe.get("init_stream", "source"))), example_x)
         levels = [level for level in plan.levels if level == 0 or not source.per_seed_runs
                   or (source.run_dir(seed) / f"level_{level:02d}" / "ticket" / "ticket.json").exists()]
         if levels != plan.levels:  # a parallel-task seed stops at its split or degradation

@@ -77,6 +77,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.seed = 0  # initialization seed (the run is the workdir)
     c.seeds = ()  # several seeds at once, e.g. (0, 1, 2): one run directory per seed, WORKDIR/seed_<s>
     c.replicas = "auto"  # how several seeds train: vmap (one program), sequential, or auto (see replicas_together)
+    c.init_stream = "source"  # the seed's initialization: source (a run's own), target_own (a transfer target's, independent)
     c.rewind = "1ep"  # late resetting: int steps, "Nit" or "Nep"; 0 resets to the initialization; "auto": see auto_rewind
     # rewind="auto": the dense network's instability at these steps first (lth_jax.instability, into WORKDIR/auto_rewind);
     # the rewind step is the smallest from which every later one is stable (lth_jax.auto_rewind)
@@ -233,7 +234,7 @@ def recipe_settings(c) -> dict:
     """The fields of config ``c`` that change how a ticket trains (stage settings)."""
     d = c.to_dict()
     d["training"] = {k: v for k, v in d["training"].items() if k not in VOLATILE_TRAINING}
-    return {k: v for k, v in d.items() if k not in VOLATILE_FIELDS + ("seed", "seeds", "replicas", "pruning", "rewind", "auto_rewind")}
+    return {k: v for k, v in d.items() if k not in VOLATILE_FIELDS + ("seed", "seeds", "replicas", "init_stream", "pruning", "rewind", "auto_rewind")}
 
 
 def load_data(c) -> ImageData:
@@ -277,6 +278,7 @@ def ticket_info(c, data: ImageData) -> dict:
         "dataset": c.dataset,
         "input_shape": list(data.image_shape),
         "optimizer": c.optimizer.name,
+        "init_stream": str(c.get("init_stream", "source")),
     }
 
 
@@ -285,4 +287,5 @@ def imp_arguments(c, data: ImageData) -> tuple[tuple, dict]:
     model = build_model(c, data.num_classes)
     args = (model, objectives.softmax_classification(), data.train, data.test, train_config(c), pruning_plan(c))
     return args, dict(rewind=c.rewind, seed=c.seed, preprocess=preprocess_fn(c, data), ticket_info=ticket_info(c, data),
+                      init_role=str(c.get("init_stream", "source")),
                       settings={"recipe": recipe_settings(c)})

@@ -6,6 +6,8 @@ each stream owns its blocks and no two streams share one:
 
 - ``init``: the initialization, the classic-threefry ``split(root)`` (counter
   blocks ``(0, 2)`` and ``(1, 3)``; ``fold_in(root, d)`` hashes block ``(0, d)``);
+  ``init("target_own")``, a transfer target's own IMP run:
+  ``fold_in(root, TARGET_OWN_BLOCK)``, independent of the source's;
 - ``steps``: the base of the per-step keys, ``fold_in(root, STEPS_BLOCK)``; step
   ``s`` draws from ``fold_in(steps, s)`` (augmentation, dropout), a subtree of
   its own;
@@ -30,11 +32,13 @@ import dataclasses
 
 import jax
 
-__all__ = ["STEPS_BLOCK", "RANDOM_TICKET_BLOCK", "COPY_BLOCK", "Streams"]
+__all__ = ["STEPS_BLOCK", "RANDOM_TICKET_BLOCK", "COPY_BLOCK", "TARGET_OWN_BLOCK", "INIT_ROLES", "Streams"]
 
 STEPS_BLOCK = 0x7374_6570  # "step": far above every random-ticket block
 RANDOM_TICKET_BLOCK = 1_000_003
 COPY_BLOCK = 0x636F_7079  # "copy"
+TARGET_OWN_BLOCK = 0x7461_7267  # "targ": above the steps block, so no random-ticket level reaches it
+INIT_ROLES = ("source", "target_own")  # whose initialization a run draws
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +51,12 @@ class Streams:
     def root(self) -> jax.Array:
         return jax.random.PRNGKey(int(self.seed))
 
-    def init(self) -> jax.Array:
-        """The key of the initialization (``init_variables`` splits it)."""
-        return self.root
+    def init(self, role: str = "source") -> jax.Array:
+        """The key of the initialization (``init_variables`` splits it): a run's own (``source``), or
+        a transfer target's own IMP run (``target_own``), drawn independently of the source's."""
+        if role not in INIT_ROLES:
+            raise ValueError(f"init role {role!r} is not one of {', '.join(INIT_ROLES)}")
+        return self.root if role == "source" else jax.random.fold_in(self.root, TARGET_OWN_BLOCK)
 
     def steps(self) -> jax.Array:
         """The base key of the per-step stream (``TrainState.rng``)."""

@@ -221,7 +221,8 @@ class _Study:
 
     def target_run(self, target: _Target) -> tuple[ml_collections.ConfigDict, epath.Path]:
         """The find_ticket run of every seed on ``target`` (``seed_<s>`` below its directory)."""
-        c = _seeded(target.config, self.study.seeds[0], seeds=tuple(self.study.seeds))
+        c = _seeded(target.config, self.study.seeds[0], seeds=tuple(self.study.seeds),
+                    init_stream="source" if self.study.shared_init else "target_own")
         c.pruning.update(levels=max(self.levels) if "target_own" in self.study.baselines else 0, target=None)
         return c, self.workdir / "target" / f"{target.name}_{target.optimizer}"
 

@@ -42,6 +42,9 @@ class TransferStudy:
       random_scope: ``"layer"`` (per-layer counts of the winning ticket) or ``"global"``.
       reinit_head: re-initialise the output layer even when its shape matches.
       prune_head: prune a fresh output layer to the ticket's sparsity (default: dense).
+      shared_init: the target's own IMP run starts from the source's initialization of the seed
+        (default: from a stream of its own, ``Streams.init("target_own")``, so that "transferred as
+        good as own" is not true by construction). Random tickets always draw their own.
     """
 
     source: str | None
@@ -55,6 +58,7 @@ class TransferStudy:
     random_scope: str = "layer"
     reinit_head: bool = False
     prune_head: bool = False
+    shared_init: bool = False
 
     @classmethod
     def from_config(cls, c) -> "TransferStudy":
@@ -110,4 +114,5 @@ def default_config(recipe=None) -> ml_collections.ConfigDict:
     c.random_scope = "layer"  # layer: per-layer counts; global: the total only
     c.reinit_head = False  # re-initialise the output layer even when its shape matches
     c.prune_head = False  # prune a fresh output layer to the ticket's sparsity
+    c.shared_init = False  # the target's own tickets from the source's initialization (default: an independent stream)
     return c

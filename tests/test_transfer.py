@@ -220,3 +220,30 @@ def test_a_grouped_transfer_killed_at_every_write_resumes_to_the_same_results(tm
 
     moments = crash_everywhere(grouped, tmp_path / "runs", monkeypatch)
     assert any("random_level_01" in m for m in moments) and any("winning_level_01" in m for m in moments)
+
+
+def test_the_targets_own_tickets_draw_their_own_initialization_unless_shared(tmp_path):
+    """Seed 0's source run and the target's own run start from other weights (independent streams),
+    and from the same ones with shared_init; a random ticket never starts from the source's weights."""
+
+    def weights(path):
+        return [np.asarray(leaf) for leaf in jax.tree.leaves(load_ticket(path).params)]
+
+    c = small_digits()
+    c.rewind, c.training.epochs, c.pruning.levels = "0", 1, 1  # level 0's ticket holds the initialization itself
+    source_c = small_digits()
+    source_c.update(dict(rewind="0", dataset="digits_a"))
+    source_c.training.epochs, source_c.pruning.levels = 1, 1
+    find_ticket(source_c, tmp_path / "source", **QUIET)
+    source = weights(tmp_path / "source" / "level_00" / "ticket")
+    for shared in (False, True):
+        study = TransferStudy(source=None, targets=["digits_b"], baselines=("random", "target_own"), seeds=(0,),
+                              source_workdir=str(tmp_path / "source"), levels=[1], shared_init=shared)
+        workdir = tmp_path / f"shared_{shared}"
+        run_transfer_study(c, study, workdir, **QUIET)
+        own_dir = workdir / "target" / "digits_b_sgd" / "seed_0" / "level_00" / "ticket"
+        own = weights(own_dir)
+        assert all(np.array_equal(a, b) for a, b in zip(source, own)) == shared
+        assert json.loads((own_dir / "ticket.json").read_text())["init_stream"] == ("source" if shared else "target_own")
+        random = weights(next((workdir / "transfer").rglob("random_level_01")) / "ticket")
+        assert not any(np.array_equal(a, b) for a, b in zip(source, random) if a.ndim == 2)
