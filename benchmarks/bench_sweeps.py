@@ -6,15 +6,17 @@
 
 Each run is a whole ``python -m experiments.thesis_sweep`` process into a fresh
 workdir (nothing resumed). Variants: ``packed`` (the default sweep: the points
-of one E4 width in one IMP run), ``single`` (``--config.pack=false``: one
-point after the other), ``baseline`` (the default sweep of another checkout,
+of one E4 width in one IMP run, two points or packs at once in threads),
+``unpacked`` (``--config.pack=false``: points in two threads), ``single``
+(``--config.pack=false --config.workers=1``: one point after the other), ``baseline`` (the default sweep of another checkout,
 ``--baseline DIR``, e.g. ``git archive <rev> | tar -x -C DIR``, run with
 ``PYTHONPATH=DIR``). Runs alternate between the variants (A B A B) so that a
 shared machine's load hits them alike; a warm-up sweep of each variant
 (patience 1) fills the compilation cache first. Prints a JSON line per run
 (wall seconds, seed-epochs trained) and one per grid with the ratio of each
 variant's median to the first variant's, and how many per-seed rows
-(``metrics.jsonl``: status, weights, epochs) differ from the first variant's.
+(``metrics.jsonl``: status, weights, epochs) differ from the first variant's, and
+the seeds that split per point. ``--keep DIR`` keeps the sweep directories.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def sweep(grid: str, variant: str, workdir: str, args, extra: tuple[str, ...] = 
     cwd = ROOT
     flags = list(extra)
     if variant == "single":
+        flags += ["--config.pack=false", "--config.workers=1"]
+    if variant == "unpacked":
         flags.append("--config.pack=false")
     if variant == "baseline":
         cwd = env["PYTHONPATH"] = os.path.abspath(args.baseline)
@@ -75,6 +79,15 @@ def rows(workdir: str) -> dict:
     return out
 
 
+def splits(workdir: str) -> dict:
+    """Seeds that split, per point of a sweep directory (``sweep.jsonl``)."""
+    with open(os.path.join(workdir, "sweep.jsonl")) as f:
+        found: dict = {}
+        for r in (json.loads(line) for line in f if line.strip()):
+            found[r["point"]] = found.get(r["point"], 0) + (r["split_level"] is not None)
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--grids", default="e1,e4")
@@ -87,11 +100,13 @@ def main():
     parser.add_argument("--baseline", default=None, help="a checkout to run as the 'baseline' variant")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--keep", default=None, help="sweep directories go here (kept) instead of a temporary directory")
     args = parser.parse_args()
     variants = args.variants.split(",")
     if "baseline" in variants and not args.baseline:
         parser.error("the baseline variant needs --baseline DIR")
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or tmp
         for grid in args.grids.split(","):
             if not args.no_warmup:
                 for variant in variants:
@@ -111,7 +126,8 @@ def main():
             emit({"bench": "sweeps", **machine(), "grid": grid, "summary": True, "median_seconds": {v: round(m, 2) for v, m in medians.items()},
                   "ratio_to_first": {v: round(m / medians[first], 3) for v, m in medians.items()},
                   "rows_differing_from_first": {v: sum(results[v].get(k) != r for k, r in results[first].items())
-                                                + len(set(results[v]) - set(results[first])) for v in variants}})
+                                                + len(set(results[v]) - set(results[first])) for v in variants},
+                  "splits": {v: splits(os.path.join(tmp, f"{grid}_{v}_0")) for v in variants}})
 
 
 if __name__ == "__main__":
