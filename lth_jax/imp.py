@@ -5,12 +5,10 @@ batch statistics at step ``k``; ``k = 0`` is the initialization). Every later
 level prunes from the previous level's trained weights (globally or per layer,
 to the exact count of the trajectory), resets the survivors and the batch
 statistics to step ``k``, and trains from step ``k`` to the end of the schedule
-with a fresh optimizer state; the learning-rate schedule continues at ``k``.
-Masks are nested: ``mask_{l+1} ⊆ mask_l``.
+with a fresh optimizer state; the learning-rate schedule continues at ``k``. Masks are nested: ``mask_{l+1} ⊆ mask_l``.
 
-With a ``workdir`` the run is resumable; the run and each level are stages
-(:mod:`lth_jax.stage`): a rerun with other settings is refused, finished levels
-are read back, an interrupted level continues from its last checkpoint. Layout::
+With a ``workdir`` the run is resumable; the run and each level are stages (:mod:`lth_jax.stage`): a rerun with other
+settings is refused, finished levels are read back, an interrupted level continues from its last checkpoint. Layout::
 
     workdir/
       settings.json            the run's settings (checked on resume)

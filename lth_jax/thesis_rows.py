@@ -5,6 +5,7 @@ row, and the per-seed summary (split and degradation levels, category)."""
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from lth_jax import parallel
 from lth_jax.structure import StructureReport, run_category
