@@ -140,10 +140,9 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
     together = replicas_together(c, data, len(seeds))
     if together:
         check_sizes(c, workdir, replicas=len(seeds))
+    check_find_ticket(c, workdir, data=data)  # a rejected rerun writes nothing
     args, kwargs = imp_arguments(c, data)
     kwargs.pop("seed")
-    where = {"seeds": seeds} if several else {"seed": seeds[0]}
-    check_imp(*args, workdir=workdir, **where, **kwargs)  # a rejected rerun writes nothing
     if several:  # the seeds' directory: its own files (each seed's run is a stage of its own)
         remove_temporaries(workdir)  # what a killed run's writes left
         if not (workdir / "config.json").exists():
