@@ -39,7 +39,7 @@ def main(argv):
     del argv
     cli.apply_data_flags(FLAGS.config.recipe, FLAGS.target_config)
     transfer.run(FLAGS.config, FLAGS.workdir, target_config=FLAGS.target_config)
-    print(transfer_table(load_rows([FLAGS.workdir]), (0.0, 0.5, 0.8, 0.9)))
+    print(transfer_table(load_rows([FLAGS.workdir]), sparsities=(0.0, 0.5, 0.8, 0.9)))
     if FLAGS.report:
         print(f"wrote {write_report([FLAGS.workdir], Path(FLAGS.workdir) / 'report')}")
     print(f"wrote {FLAGS.workdir}/metrics.jsonl and summary.json")

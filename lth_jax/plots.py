@@ -36,8 +36,10 @@ __all__ = [
     "save_thesis_figures",
     "save",
     "percent_pruned",
+    "pruned_label",
     "log_ticks",
     "sparsity_axis",
+    "interval_curve",
     "mean_std_curve",
 ]
 
@@ -323,6 +325,12 @@ def percent_pruned(fraction_remaining: float) -> str:
     return np.format_float_positional(round(100 * (1 - fraction_remaining), 4), trim="-") + "%"
 
 
+def pruned_label(fraction_remaining: float) -> str:
+    """:func:`percent_pruned` of the fraction remaining rounded to two significant digits,
+    for a level's label: ``0.512`` → ``"49%"``, ``0.8**30`` → ``"99.88%"``."""
+    return percent_pruned(float(f"{fraction_remaining:.2g}"))
+
+
 # (longest span in decades, tick mantissas per decade): fewer ticks on longer axes, so labels never touch
 _TICKS_BY_SPAN = ((1.0, (1, 0.8, 0.5, 0.2)), (2.0, (1, 0.5, 0.2)), (3.5, (1, 0.5)), (np.inf, (1,)))
 
@@ -356,14 +364,25 @@ def sparsity_axis(ax, fractions_remaining: Iterable[float]) -> None:
     ax.set_xlabel("weights pruned (log scale in the fraction remaining)")
 
 
-def mean_std_curve(ax, points: Sequence[dict], *, mean: str, std: str, scale: float = 1.0, **style) -> None:
-    """Mean against fraction remaining, with a ± std band in the line's colour."""
+def interval_curve(ax, points: Sequence[dict], *, mean: str, low: str, high: str, scale: float = 1.0, **style) -> None:
+    """Mean against fraction remaining, with a band from ``low`` to ``high`` (keys of the
+    points, e.g. a t interval over seeds) in the line's colour; no band where a bound is
+    not finite (one seed has no interval)."""
     points = sorted(points, key=lambda p: -p["fraction_remaining"])
     x = np.array([p["fraction_remaining"] for p in points])
     y = scale * np.array([p[mean] for p in points])
-    spread = scale * np.array([p[std] for p in points])
+    lower, upper = (scale * np.array([p[key] for p in points], dtype=np.float64) for key in (low, high))
+    finite = np.isfinite(lower) & np.isfinite(upper)
     (line,) = ax.plot(x, y, marker="o", ms=3, **style)
-    ax.fill_between(x, y - spread, y + spread, color=line.get_color(), alpha=0.15, lw=0)
+    if finite.any():
+        ax.fill_between(x, np.where(finite, lower, np.nan), np.where(finite, upper, np.nan), where=finite, color=line.get_color(),
+                        alpha=0.15, lw=0)
+
+
+def mean_std_curve(ax, points: Sequence[dict], *, mean: str, std: str, scale: float = 1.0, **style) -> None:
+    """Mean against fraction remaining, with a ± std band in the line's colour."""
+    bounds = [{**p, "_low": p[mean] - p[std], "_high": p[mean] + p[std]} for p in points]
+    interval_curve(ax, bounds, mean=mean, low="_low", high="_high", scale=scale, **style)
 
 
 def save_thesis_figures(figures: epath.Path, data, rows, reports, shape) -> None:

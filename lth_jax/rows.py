@@ -5,11 +5,14 @@ A transfer workdir's ``metrics.jsonl`` has one row per trained ticket on a
 ticket (``winning``, ``random``, ``target_own``, ``dense``), its IMP level, the
 seed, the fraction of weights remaining and the test accuracy and loss
 (:data:`ROW_KEYS`). :func:`load_rows` reads such workdirs, and find_ticket
-workdirs as the dataset's own tickets; :func:`aggregate` averages over seeds.
+workdirs as the dataset's own tickets; :func:`group_rows` groups them (one
+ticket, level and seed each); :func:`aggregate` summarises each group over its
+seeds: mean, sample std and the Student-t 95% interval of the mean.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterable, Sequence
 
@@ -18,9 +21,10 @@ from etils import epath
 
 from lth_jax.errors import UserError
 from lth_jax.results import read_json, read_jsonl, read_jsonl_prefix, write_jsonl
-from lth_jax.stats import mean_std
+from lth_jax.stats import t_interval
 
-__all__ = ["TICKET_KINDS", "GROUP_KEYS", "ROW_KEYS", "workdir_list", "load_rows", "study_row", "StudyMetrics", "aggregate"]
+__all__ = ["TICKET_KINDS", "GROUP_KEYS", "ROW_KEYS", "workdir_list", "load_rows", "study_row", "StudyMetrics", "group_rows",
+           "aggregate"]
 
 TICKET_KINDS = ("winning", "random", "target_own", "dense")
 GROUP_KEYS = ("source", "source_optimizer", "target", "target_optimizer", "ticket", "level")
@@ -120,25 +124,42 @@ def _describe(group: tuple) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in zip(GROUP_KEYS, group))
 
 
+def group_rows(rows: Sequence[dict]) -> dict[tuple, list[dict]]:
+    """The rows by group (the values of :data:`GROUP_KEYS`), each group's rows in seed
+    order (so what follows does not depend on the order the rows came in). A row
+    that lacks a key or names an unknown ticket kind, and a seed that appears twice
+    in a group (it would count twice), are errors."""
+    if not rows:
+        raise UserError("no rows to aggregate")
+    groups: dict[tuple, list[dict]] = {}
+    for i, row in enumerate(rows):
+        _check_row(row, f"row {i}")
+        groups.setdefault(tuple(row[key] for key in GROUP_KEYS), []).append(row)
+    for group, members in groups.items():
+        members.sort(key=lambda row: row["seed"])
+        seeds = [row["seed"] for row in members]
+        repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+        if repeated:
+            raise UserError(f"seed {repeated[0]} appears more than once for {_describe(group)}")
+    return groups
+
+
 def _summarize(group: tuple, members: list[dict]) -> dict:
-    """Mean and population std over the seeds of one group (rows in seed order, so
-    the result does not depend on the order the rows came in)."""
-    members = sorted(members, key=lambda row: row["seed"])
-    seeds = [row["seed"] for row in members]
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-    if repeated:
-        raise UserError(f"seed {repeated[0]} appears more than once for {_describe(group)}")
+    """Mean, sample std and t interval over the seeds of one group (rows in seed order)."""
     models = sorted({row["model"] for row in members})
     if len(models) > 1:
         raise UserError(f"several models ({', '.join(models)}) for {_describe(group)}: report one model at a time")
-    accuracy_mean, accuracy_std = mean_std([row["test_accuracy"] for row in members])
+    accuracies = [row["test_accuracy"] for row in members]
+    interval = t_interval(accuracies)
     return {
         **dict(zip(GROUP_KEYS, group)),
         "fraction_remaining": float(np.mean([row["fraction_remaining"] for row in members])),
-        "test_accuracy_mean": accuracy_mean,
-        "test_accuracy_std": accuracy_std,
+        "test_accuracy_mean": interval.mean,
+        "test_accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else math.nan,
+        "test_accuracy_low": interval.low,
+        "test_accuracy_high": interval.high,
         "test_loss_mean": float(np.mean([row["test_loss"] for row in members])),
-        "seeds": seeds,
+        "seeds": [row["seed"] for row in members],
         "n": len(members),
     }
 
@@ -146,13 +167,10 @@ def _summarize(group: tuple, members: list[dict]) -> dict:
 def aggregate(rows: Sequence[dict]) -> list[dict]:
     """One row per (source, source_optimizer, target, target_optimizer, ticket, level):
     those keys, ``fraction_remaining`` (mean), ``test_accuracy_mean``,
-    ``test_accuracy_std`` (population std, 0 for one seed), ``test_loss_mean``,
-    ``seeds`` (sorted) and ``n``; sorted by the group keys. A seed that appears
-    twice in a group is an error (it would count twice in the mean)."""
-    if not rows:
-        raise UserError("no rows to aggregate")
-    groups: dict[tuple, list[dict]] = {}
-    for i, row in enumerate(rows):
-        _check_row(row, f"row {i}")
-        groups.setdefault(tuple(row[key] for key in GROUP_KEYS), []).append(row)
+    ``test_accuracy_std`` (the sample std, ddof=1; NaN for one seed),
+    ``test_accuracy_low`` and ``test_accuracy_high`` (the 95% Student-t interval of
+    the mean, :func:`lth_jax.stats.t_interval`; −inf and inf for one seed),
+    ``test_loss_mean``, ``seeds`` (sorted) and ``n``; sorted by the group keys.
+    Bad rows are errors (:func:`group_rows`)."""
+    groups = group_rows(rows)
     return [_summarize(group, groups[group]) for group in sorted(groups)]
