@@ -120,3 +120,35 @@ def test_vgg_with_batchnorm_on_eight_devices_matches_one():
     """, devices=8).stdout.strip().splitlines()[-1])
     assert out["devices"] == 8 and out["moved"] > 1e-4
     assert out["params"] < 1e-5 and out["stats"] < 1e-5
+
+
+@pytest.mark.parametrize("kernel,strides,size", [(3, 1, 8), (3, 2, 8), (1, 2, 7), (7, 2, 9), (3, 1, 5)])
+def test_sliced_conv_has_nn_conv_parameters_and_results(kernel, strides, size):
+    from lth_jax.models.layers import conv
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, size, size + 1, 4))
+    fast, slow = conv(6, kernel, strides=strides, use_bias=True, impl="slices"), conv(6, kernel, strides=strides, use_bias=True)
+    variables = slow.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.map(np.shape, fast.init(jax.random.PRNGKey(0), x)) == jax.tree.map(np.shape, variables)
+    np.testing.assert_array_equal(fast.init(jax.random.PRNGKey(0), x)["params"]["kernel"], variables["params"]["kernel"])
+    variables = jax.tree.map(lambda a: a + 0.1, variables)  # a nonzero bias
+    np.testing.assert_allclose(fast.apply(variables, x), slow.apply(variables, x), rtol=1e-5, atol=1e-5)
+
+    def loss(module, params):
+        return jnp.sum(jnp.sin(module.apply(params, x)))
+
+    grads = [jax.grad(lambda p, m=m: loss(m, p))(variables) for m in (fast, slow)]
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,kwargs", [("vgg_6", {"width_multiplier": 0.125}), ("cifar_resnet_8", {"width_multiplier": 0.5}),
+                                         ("conv_2", {"width_multiplier": 0.125})])
+def test_models_with_sliced_convs_compute_what_xla_convs_do(name, kwargs):
+    x = jax.random.normal(jax.random.PRNGKey(2), (4, 8, 8, 1))
+    fast, slow = get_model(name, 10, conv_impl="slices", **kwargs), get_model(name, 10, **kwargs)
+    variables = slow.init(jax.random.PRNGKey(0), x, train=False)
+    assert jax.tree.map(np.shape, fast.init(jax.random.PRNGKey(0), x, train=False)) == jax.tree.map(np.shape, variables)
+    np.testing.assert_allclose(fast.apply(variables, x, train=False), slow.apply(variables, x, train=False), rtol=1e-4, atol=1e-5)
+    with pytest.raises(Exception, match="conv_impl='fft' is not one of xla, slices"):
+        get_model(name, 10, conv_impl="fft", **kwargs).init(jax.random.PRNGKey(0), x, train=False)

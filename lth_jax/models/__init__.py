@@ -3,13 +3,16 @@
 ``get_model(name, num_classes, **kwargs)`` builds a registered model by name:
 
 - ``mlp`` (the thesis MLP; ``shape=(d_in, ..., d_out)``)
-- ``cifar_vgg_11``, ``cifar_vgg_13``, ``cifar_vgg_16``, ``cifar_vgg_19`` (``width_multiplier``)
+- ``cifar_vgg_11``, ``cifar_vgg_13``, ``cifar_vgg_16``, ``cifar_vgg_19`` (``width_multiplier``); ``vgg_6``
+  (two pools: for 8×8 and 16×16 inputs)
 - ``cifar_resnet_20``, ``cifar_resnet_56`` (any ``cifar_resnet_<6n+2>``)
 - ``resnet_18``, ``resnet_50`` (``stem="imagenet"`` or ``"cifar"``)
 - ``lenet_300_100`` (alias ``mnist_lenet_300_100``; any ``lenet_<w1>_<w2>...`` as OpenLTH
   names its fully connected nets), ``conv_2``, ``conv_4``, ``conv_6``
 
-Every model accepts ``dtype`` (e.g. ``jnp.bfloat16`` for mixed precision: bf16
+Convolutional models accept ``conv_impl="slices"`` (the same parameters and results
+as XLA's convolution, computed as matrix products: much faster for small models
+on a CPU, see :class:`lth_jax.models.layers.SlicedConv`). Every model accepts ``dtype`` (e.g. ``jnp.bfloat16`` for mixed precision: bf16
 compute, float32 parameters and logits).
 """
 
@@ -66,5 +69,7 @@ for _depth in (18, 50):
     register_model(f"resnet_{_depth}", lambda num_classes, _d=_depth, **kw: imagenet_resnet(_d, num_classes, **kw))
 register_model("lenet_300_100", lambda num_classes, **kw: LeNet((300, 100), num_classes, **kw))
 register_model("mnist_lenet_300_100", MODELS["lenet_300_100"])
+# A VGG-style stack for small inputs (8×8, 16×16): six 3x3 convs, two pools (with width_multiplier=0.125: 8, 16, 32 channels).
+register_model("vgg_6", lambda num_classes, **kw: VGG(plan=(64, 64, "M", 128, 128, "M", 256, 256), num_classes=num_classes, **kw))
 for _pairs in (1, 2, 3):
     register_model(f"conv_{2 * _pairs}", lambda num_classes, _p=_pairs, **kw: ConvNet(_p, num_classes, **kw))

@@ -37,6 +37,7 @@ class ConvNet(nn.Module):
     num_classes: int = 10
     width_multiplier: float = 1.0
     dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "xla"  # or "slices" (layers.SlicedConv: small models on a CPU)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -44,7 +45,7 @@ class ConvNet(nn.Module):
         for p in range(self.conv_pairs):
             channels = width(64 * 2**p, self.width_multiplier)
             for c in range(2):
-                x = nn.relu(conv(channels, 3, use_bias=True, dtype=self.dtype, name=f"conv_{2 * p + c}")(x))
+                x = nn.relu(conv(channels, 3, use_bias=True, dtype=self.dtype, impl=self.conv_impl, name=f"conv_{2 * p + c}")(x))
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
         for i in range(2):

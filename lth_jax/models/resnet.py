@@ -16,15 +16,16 @@ class BasicBlock(nn.Module):
     features: int
     strides: int = 1
     dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = conv(self.features, 3, strides=self.strides, dtype=self.dtype, name="conv1")(x)
+        y = conv(self.features, 3, strides=self.strides, dtype=self.dtype, impl=self.conv_impl, name="conv1")(x)
         y = nn.relu(batch_norm(train, dtype=self.dtype, name="bn1")(y))
-        y = conv(self.features, 3, dtype=self.dtype, name="conv2")(y)
+        y = conv(self.features, 3, dtype=self.dtype, impl=self.conv_impl, name="conv2")(y)
         y = batch_norm(train, dtype=self.dtype, name="bn2")(y)
         if self.strides != 1 or x.shape[-1] != self.features:
-            x = conv(self.features, 1, strides=self.strides, dtype=self.dtype, name="shortcut_conv")(x)
+            x = conv(self.features, 1, strides=self.strides, dtype=self.dtype, impl=self.conv_impl, name="shortcut_conv")(x)
             x = batch_norm(train, dtype=self.dtype, name="shortcut_bn")(x)
         return nn.relu(x + y)
 
@@ -35,15 +36,16 @@ class Bottleneck(nn.Module):
     features: int
     strides: int = 1
     dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = nn.relu(batch_norm(train, dtype=self.dtype, name="bn1")(conv(self.features, 1, dtype=self.dtype, name="conv1")(x)))
-        y = conv(self.features, 3, strides=self.strides, dtype=self.dtype, name="conv2")(y)
+        y = nn.relu(batch_norm(train, dtype=self.dtype, name="bn1")(conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, name="conv1")(x)))
+        y = conv(self.features, 3, strides=self.strides, dtype=self.dtype, impl=self.conv_impl, name="conv2")(y)
         y = nn.relu(batch_norm(train, dtype=self.dtype, name="bn2")(y))
-        y = batch_norm(train, dtype=self.dtype, name="bn3")(conv(4 * self.features, 1, dtype=self.dtype, name="conv3")(y))
+        y = batch_norm(train, dtype=self.dtype, name="bn3")(conv(4 * self.features, 1, dtype=self.dtype, impl=self.conv_impl, name="conv3")(y))
         if self.strides != 1 or x.shape[-1] != 4 * self.features:
-            x = conv(4 * self.features, 1, strides=self.strides, dtype=self.dtype, name="shortcut_conv")(x)
+            x = conv(4 * self.features, 1, strides=self.strides, dtype=self.dtype, impl=self.conv_impl, name="shortcut_conv")(x)
             x = batch_norm(train, dtype=self.dtype, name="shortcut_bn")(x)
         return nn.relu(x + y)
 
@@ -62,6 +64,7 @@ class ResNet(nn.Module):
     stem_width: int = 64
     num_classes: int = 1000
     dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "xla"  # or "slices" (layers.SlicedConv: small models on a CPU)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -69,17 +72,17 @@ class ResNet(nn.Module):
             raise UserError(f"stem={self.stem!r} is not one of 'imagenet', 'cifar'")
         x = x.astype(self.dtype)
         if self.stem == "imagenet":
-            x = conv(self.stem_width, 7, strides=2, dtype=self.dtype, name="stem_conv")(x)
+            x = conv(self.stem_width, 7, strides=2, dtype=self.dtype, impl=self.conv_impl, name="stem_conv")(x)
             x = nn.relu(batch_norm(train, dtype=self.dtype, name="stem_bn")(x))
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         else:
-            x = conv(self.stem_width, 3, dtype=self.dtype, name="stem_conv")(x)
+            x = conv(self.stem_width, 3, dtype=self.dtype, impl=self.conv_impl, name="stem_conv")(x)
             x = nn.relu(batch_norm(train, dtype=self.dtype, name="stem_bn")(x))
         block = Bottleneck if self.bottleneck else BasicBlock
         for s, (blocks, features) in enumerate(zip(self.stages, self.widths)):
             for b in range(blocks):
                 strides = 2 if s > 0 and b == 0 else 1
-                x = block(features, strides, dtype=self.dtype, name=f"stage{s}_block{b}")(x, train)
+                x = block(features, strides, dtype=self.dtype, conv_impl=self.conv_impl, name=f"stage{s}_block{b}")(x, train)
         x = jnp.mean(x, axis=(1, 2))
         return dense(self.num_classes, dtype=self.dtype, name="fc")(x).astype(jnp.float32)
 

@@ -31,6 +31,7 @@ class VGG(nn.Module):
     num_classes: int = 10
     width_multiplier: float = 1.0
     dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "xla"  # or "slices" (layers.SlicedConv: small models on a CPU)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -40,7 +41,7 @@ class VGG(nn.Module):
             if spec == "M":
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             else:
-                x = conv(width(spec, self.width_multiplier), 3, use_bias=True, dtype=self.dtype, name=f"conv_{i}")(x)
+                x = conv(width(spec, self.width_multiplier), 3, use_bias=True, dtype=self.dtype, impl=self.conv_impl, name=f"conv_{i}")(x)
                 x = nn.relu(batch_norm(train, dtype=self.dtype, name=f"bn_{i}")(x))
                 i += 1
         x = jnp.mean(x, axis=(1, 2))
