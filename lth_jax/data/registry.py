@@ -10,7 +10,11 @@ Names: ``cifar10``, ``cifar100``, ``svhn_cropped``, ``mnist``, ``fashion_mnist``
 class-balanced disjoint halves of CIFAR-10's training set (Morcos et al.'s
 same-distribution control; both keep the whole test set); and ``digits``
 (scikit-learn's 1797 real 8×8 digits, offline) with halves ``digits_a`` /
-``digits_b``.
+``digits_b`` and variants that differ from them (:mod:`lth_jax.data.variants`):
+``digits_0to4`` / ``digits_5to9`` (no class in common), ``digits_b_inverted`` and
+``digits_b_rotated`` (domain shifts), ``digits_a_25pct`` / ``digits_a_50pct``
+(smaller sources) and ``digits_a_5class`` / ``digits_a_2class`` (fewer, merged
+classes on digits_a's images).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 from lth_jax.data.arrays import ArrayDataset
 from lth_jax.data.tfds import read_split
+from lth_jax.data.variants import apply_variant, digits_variants
 from lth_jax.errors import UserError
 
 __all__ = ["DatasetSpec", "DATASETS", "ImageData", "dataset_names", "get_spec", "load_dataset", "adapt_images", "class_balanced_halves"]
@@ -42,6 +47,12 @@ class DatasetSpec:
     test_split: str = "test"
     half: str | None = None  # "a" / "b": a class-balanced half of the training set
     streaming: bool = False
+    # Variants (lth_jax.data.variants): keep these classes (train and test, relabelled 0..k-1), a fraction of the
+    # training images (class-balanced, nested), a label rule ("pairs": y // 2, "halves": y >= 5), an image transform.
+    classes: tuple[int, ...] | None = None
+    fraction: float | None = None
+    labels: str | None = None
+    transform: str | None = None
 
 
 _CIFAR10 = dict(source="tfds", source_name="cifar10", num_classes=10, image_shape=(32, 32, 3), mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), flip=True)
@@ -63,6 +74,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("digits", **_DIGITS),
         DatasetSpec("digits_a", **_DIGITS, half="a"),
         DatasetSpec("digits_b", **_DIGITS, half="b"),
+        *digits_variants(DatasetSpec, _DIGITS),
     ]
 }
 
@@ -172,12 +184,13 @@ def load_dataset(
         a, b = class_balanced_halves(y_train)
         keep = a if spec.half == "a" else b
         x_train, y_train = x_train[keep], y_train[keep]
-    x_train, x_test = adapt_images(x_train, shape), adapt_images(splits["test"][0], shape)
+    (x_train, y_train), (x_test, y_test) = apply_variant(spec, (x_train, y_train), splits["test"])
+    x_train, x_test = adapt_images(x_train, shape), adapt_images(x_test, shape)
     channels = shape[2] // len(spec.mean)
     return ImageData(
         spec,
         ArrayDataset(x_train, y_train),
-        ArrayDataset(x_test, splits["test"][1]),
+        ArrayDataset(x_test, y_test),
         shape,
         spec.mean * channels,
         spec.std * channels,
