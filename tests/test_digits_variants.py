@@ -25,6 +25,7 @@ def test_class_disjoint_pair_splits_the_classes_and_relabels_them():
         np.testing.assert_array_equal(vx, x[keep])
         np.testing.assert_array_equal(vy, y[keep] - classes[0])
         np.testing.assert_array_equal(vtx, tx[np.isin(ty, list(classes))])
+        np.testing.assert_array_equal(vty, ty[np.isin(ty, list(classes))] - classes[0])
     assert not rows(arrays("digits_0to4")[0]) & rows(arrays("digits_5to9")[0])
 
 
@@ -61,10 +62,22 @@ def test_class_count_variants_merge_labels_on_the_same_images(name, rule, classe
     assert get_spec(name).num_classes == classes == len(set(vy))
 
 
-def test_variants_are_known_and_fit_other_input_shapes():
-    variants = ["digits_0to4", "digits_5to9", "digits_b_inverted", "digits_b_rotated", "digits_a_25pct", "digits_a_50pct",
-                "digits_a_5class", "digits_a_2class"]
-    assert set(variants) <= set(dataset_names())
+# name: (classes, training images, test images), as docs/datasets.md lists them
+SIZES = {"digits_0to4": (5, 721, 180), "digits_5to9": (5, 716, 180), "digits_b_inverted": (10, 721, 360),
+         "digits_b_rotated": (10, 721, 360), "digits_a_50pct": (10, 358, 360), "digits_a_25pct": (10, 179, 360),
+         "digits_a_5class": (5, 716, 360), "digits_a_2class": (2, 716, 360)}
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_every_variant_has_its_classes_and_sizes(name):
+    spec, data = get_spec(name), load_dataset(name)
+    assert spec.name == name and name in dataset_names()
+    assert (spec.num_classes, len(data.train), len(data.test)) == SIZES[name] == (data.num_classes, len(data.train.y), len(data.test.y))
+    assert set(np.unique(data.train.y)) == set(np.unique(data.test.y)) == set(range(spec.num_classes))
+    assert data.train.x.shape[1:] == data.test.x.shape[1:] == (8, 8, 1) and data.train.x.dtype == np.uint8
+
+
+def test_variants_fit_other_input_shapes():
     x, y, tx, ty = arrays("digits_b_inverted", input_shape=(16, 16, 1))
     assert x.shape[1:] == (16, 16, 1) and tx.shape[1:] == (16, 16, 1)
     assert get_spec("digits_b_inverted").mean == pytest.approx((1 - get_spec("digits_b").mean[0],))
