@@ -364,15 +364,19 @@ def sparsity_axis(ax, fractions_remaining: Iterable[float]) -> None:
     ax.set_xlabel("weights pruned (log scale in the fraction remaining)")
 
 
-def interval_curve(ax, points: Sequence[dict], *, mean: str, low: str, high: str, scale: float = 1.0, **style) -> None:
+def interval_curve(ax, points: Sequence[dict], *, mean: str, low: str, high: str, scale: float = 1.0,
+                   limits: tuple[float, float] | None = None, **style) -> None:
     """Mean against fraction remaining, with a band from ``low`` to ``high`` (keys of the
-    points, e.g. a t interval over seeds) in the line's colour; no band where a bound is
-    not finite (one seed has no interval)."""
+    points, e.g. a t interval over seeds) in the line's colour, drawn within ``limits``
+    (e.g. an accuracy's (0, 1): few seeds give intervals past them); no band where a
+    bound is not finite (one seed has no interval)."""
     points = sorted(points, key=lambda p: -p["fraction_remaining"])
     x = np.array([p["fraction_remaining"] for p in points])
     y = scale * np.array([p[mean] for p in points])
     lower, upper = (scale * np.array([p[key] for p in points], dtype=np.float64) for key in (low, high))
     finite = np.isfinite(lower) & np.isfinite(upper)
+    if limits is not None:
+        lower, upper = np.clip(lower, scale * limits[0], scale * limits[1]), np.clip(upper, scale * limits[0], scale * limits[1])
     (line,) = ax.plot(x, y, marker="o", ms=3, **style)
     if finite.any():
         ax.fill_between(x, np.where(finite, lower, np.nan), np.where(finite, upper, np.nan), where=finite, color=line.get_color(),

@@ -120,7 +120,7 @@ def plot_target(rows: Sequence[dict], target: str, target_optimizer: str | None 
     mine = [row for row in summary if (row["target"], row["target_optimizer"]) == own]
     fig = plots.figure((8, 4.5))
     ax = fig.subplots()
-    accuracy = {"mean": "test_accuracy_mean", "low": "test_accuracy_low", "high": "test_accuracy_high", "scale": 100.0}
+    accuracy = {"mean": "test_accuracy_mean", "low": "test_accuracy_low", "high": "test_accuracy_high", "scale": 100.0, "limits": (0.0, 1.0)}
     for (kind, source, optimizer), points in _by_ticket(mine):
         color = OWN_COLOR if kind == "target_own" or (source, optimizer) == own else colors[(source, optimizer)]
         label = {"winning": f"{source} ({optimizer})", "target_own": f"{target} (own)", "random": f"random, {source} ({optimizer})"}[kind]
@@ -128,7 +128,7 @@ def plot_target(rows: Sequence[dict], target: str, target_optimizer: str | None 
     for dense in (row for row in mine if row["ticket"] == "dense"):
         ax.axhline(100 * dense["test_accuracy_mean"], color="grey", ls=":", lw=1.5, label="dense")
         if math.isfinite(dense["test_accuracy_low"]) and math.isfinite(dense["test_accuracy_high"]):
-            ax.axhspan(100 * dense["test_accuracy_low"], 100 * dense["test_accuracy_high"], color="grey", alpha=0.12, lw=0)
+            ax.axhspan(max(0.0, 100 * dense["test_accuracy_low"]), min(100.0, 100 * dense["test_accuracy_high"]), color="grey", alpha=0.12, lw=0)
     sparsity_axis(ax, [row["fraction_remaining"] for row in mine])
     seeds = len({seed for row in mine for seed in row["seeds"]})
     spread = f"mean and 95% t interval over {seeds} seeds" if seeds > 1 else "1 seed: no interval"

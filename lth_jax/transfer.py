@@ -37,6 +37,7 @@ rows of earlier invocations that this one does not produce are kept.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Callable
 
@@ -325,11 +326,16 @@ def run_transfer_study(c, study: TransferStudy, workdir: str | os.PathLike, *, t
         _target_own(plan, target, metrics)
     info = plan.source_info
     summary = {"source": info["dataset"], "source_optimizer": info["optimizer"], "targets": list(study.targets), "levels": plan.levels,
-               "seeds": list(study.seeds), "groups": aggregate(metrics.all())}
+               "seeds": list(study.seeds), "groups": [_strict(group) for group in aggregate(metrics.all())]}
     write_json(workdir / "summary.json", summary)
     return summary
 
 
+
+
+def _strict(group: dict) -> dict:
+    """A summary group as strict JSON: a one-seed group's undefined std and interval are null, not NaN / ±Infinity."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in group.items()}
 
 
 def run(c, workdir: str | os.PathLike, *, target_config=None, log_fn: Callable[[str], None] = print) -> dict:

@@ -247,3 +247,14 @@ def test_the_targets_own_tickets_draw_their_own_initialization_unless_shared(tmp
         assert json.loads((own_dir / "ticket.json").read_text())["init_stream"] == ("source" if shared else "target_own")
         random = weights(next((workdir / "transfer").rglob("random_level_01")) / "ticket")
         assert not any(np.array_equal(a, b) for a, b in zip(source, random) if a.ndim == 2)
+
+
+def test_summary_groups_are_strict_json_for_one_seed():
+    from lth_jax.rows import aggregate
+    from lth_jax.transfer import _strict
+
+    row = dict(source="a", source_optimizer="sgd", target="b", target_optimizer="sgd", ticket="winning", level=1,
+               fraction_remaining=0.8, test_accuracy=0.9, test_loss=0.3, seed=0, model="m")
+    group = _strict(aggregate([row])[0])
+    assert group["test_accuracy_std"] is None and group["test_accuracy_low"] is None and group["test_accuracy_mean"] == 0.9
+    json.dumps(group, allow_nan=False)  # raises on NaN or ±Infinity

@@ -11,5 +11,5 @@ def get_config():
     c = morcos_resnet50_sgd.get_config()
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-4
-    c.optimizer.weight_decay = 0.0
+    c.optimizer.weight_decay = 1e-4  # as the replication's Adam (its src/train.py)
     return c
