@@ -11,8 +11,9 @@ claim (:mod:`lth_jax.claims`) and writes ``WORKDIR/report``: ``claims.md``,
 ``claims.csv``, ``paired.csv``, one figure per target and one of the IMP curves.
 
 Claim levels may be given as ``"high"`` (every transferred level at or beyond
-90% pruned) or ``"cliff"`` (the level nearest 90% pruned, then the deepest level
-of the curves' IMP runs).
+90% pruned) or ``"cliff"`` (the level nearest 90% pruned, then the study's
+``levels``, the deepest level of its transfers; curves that go deeper are drawn
+to their end).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class ClaimsConfig:
     transfer_levels: tuple[int, ...]
     parts: tuple[Part, ...]
     claims: tuple[dict, ...]
+    optimizers: dict = dataclasses.field(default_factory=dict)  # name -> optimizer fields (default: the presets)
 
     @classmethod
     def from_config(cls, c) -> "ClaimsConfig":
@@ -88,7 +90,8 @@ class ClaimsConfig:
                 raise UserError(f"part {p.name}: source_from={p.source_from!r} names no earlier part")
         if len(set(names)) != len(names):
             raise UserError(f"parts have repeated names: {', '.join(names)}")
-        return cls({k: c.models[k] for k in c.models}, seeds, levels, transfer, parts, tuple(dict(claim) for claim in c.claims))
+        optimizers = {k: dict(v) for k, v in (c.get("optimizers") or {}).items()}
+        return cls({k: c.models[k] for k in c.models}, seeds, levels, transfer, parts, tuple(dict(claim) for claim in c.claims), optimizers)
 
     def part(self, name: str) -> Part:
         return next(p for p in self.parts if p.name == name)
@@ -97,7 +100,11 @@ class ClaimsConfig:
         return self.levels if part.source_levels is None else int(part.source_levels)
 
     def recipe(self, part: Part, optimizer: str, dataset: str, levels: int, epochs: int | None = None) -> ml_collections.ConfigDict:
-        c = with_optimizer(self.models[part.model], optimizer)
+        if optimizer in self.optimizers:  # the study's own optimizer settings, else lth_jax.recipe.OPTIMIZER_PRESETS
+            c = ml_collections.ConfigDict(self.models[part.model].to_dict())
+            c.optimizer.update(self.optimizers[optimizer])
+        else:
+            c = with_optimizer(self.models[part.model], optimizer)
         c.dataset, c.seed, c.seeds = dataset, self.seeds[0], self.seeds
         c.pruning.levels = levels
         if epochs is not None:  # the test set is read at the end of training, as the recipe's
@@ -173,9 +180,10 @@ def _resolve_levels(spec, cc: ClaimsConfig, rows: Sequence[dict], curves: Sequen
     if spec == "high":
         high = [level for level in cc.transfer_levels if level in grid and 1 - grid[level] >= HIGH_SPARSITY - 1e-9]
         return tuple(high) or (max(grid),)
-    if spec == "cliff":
+    if spec == "cliff":  # from ~90% pruned to the study's deepest level (deeper curves reach chance: drawn, not read)
         near = min(grid, key=lambda level: abs(math.log(grid[level]) - math.log(1 - HIGH_SPARSITY)))
-        return (near, max(grid)) if max(grid) > near else (near, near + 1)
+        deepest = cc.levels if cc.levels in grid else max(grid)
+        return (near, deepest) if deepest > near else (near, near + 1)
     raise UserError(f"claim levels {spec!r} is not a list of levels, 'high' or 'cliff'")
 
 
