@@ -95,6 +95,8 @@ CASES = [
      "--config.widths=38 --config.level_counts=1,0: point w38_L00: levels=0 cannot reach target=112"),
     ("fidelity", ["--config.points=ext1,w38_L0"], {}, "--config.points=ext1,w38_L0: point w38_L0: levels=0 cannot reach"),
     ("fidelity", ["--config.points=e2_ext200"], {}, "--config.points=e2_ext200: point e2_ext200: "),
+    ("transfer_claims", ["--config.seeds=3"], {}, "--config.seeds=[3]: intervals over seeds need at least two"),
+    ("transfer_claims", ["--config.levels=0"], {}, "--config.levels=0: a claims study needs at least one pruned level"),
 ]
 
 # Every bad value the commands share (experiments/checks.py), tried on every command: a negative value in
@@ -109,6 +111,7 @@ SEED_FIELDS = {
     "imp_mlp": ("seed", "data_seed"),
     "fidelity": ("seeds", "structure_seed", "thesis_seeds"),
     "instability": ("seeds", "recipe.seed", "recipe.training.data_seed"),
+    "transfer_claims": ("seeds", "models.vgg.training.data_seed", "models.resnet.seed"),
 }
 DATA_DIR = ("find_ticket", "transfer", "parallel_tasks", "instability")  # the commands with --data_dir
 

@@ -372,8 +372,9 @@ def test_figure_bands_are_the_t_intervals_of_the_means(study):
     assert ax.get_xscale() == "log" and ax.xaxis_inverted()
     first = [s for s in report.aggregate(study["rows"]) if (s["target"], s["ticket"], s["source"]) == ("tgt_x", "winning", "src_a")]
     band = ax.collections[0].get_paths()[0].vertices  # the first curve's band: src_a's winning ticket
-    assert band[:, 1].max() == pytest.approx(100 * max(s["test_accuracy_high"] for s in first))
-    assert band[:, 1].min() == pytest.approx(100 * min(s["test_accuracy_low"] for s in first))
+    # drawn within what an accuracy can be: two seeds' t intervals run past 100%
+    assert band[:, 1].max() == pytest.approx(min(100.0, 100 * max(s["test_accuracy_high"] for s in first)))
+    assert band[:, 1].min() == pytest.approx(max(0.0, 100 * min(s["test_accuracy_low"] for s in first)))
     assert 100 * (first[3]["test_accuracy_high"] - first[3]["test_accuracy_mean"]) == pytest.approx(T95[1] * 100 * 0.052 / 2)
 
 
