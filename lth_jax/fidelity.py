@@ -153,6 +153,8 @@ def default_config(points: str = "quick") -> ml_collections.ConfigDict:
     c.thesis_seeds = 2  # seeds 0..thesis_seeds-1 of the thesis's code per point, when thesis_python is given
     c.structure_point = "ext3"  # E5/E7: the run compared level by level (when both systems have it)
     c.structure_seed = 0
+    c.experiment = ml_collections.ConfigDict()  # the settings of every point's lth_jax experiment (ThesisConfig fields)
+    c.experiment.batch_order = "per_seed"  # per_seed: independent seeds; shared: one epoch order for every seed, as the thesis's code
     return c
 
 
@@ -173,6 +175,8 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
     points = _points(c.points)
     if int(c.seeds) < 1:
         raise UserError(f"--config.seeds={c.seeds}: give a number of seeds of at least 1")
+    # every point's lth_jax experiment: a bad setting is refused before the thesis's code runs
+    base = ThesisConfig(epochs=int(c.epochs), patience=int(c.patience) or None, batch_order=str(c.experiment.batch_order))
     results = [str(p) for p in c.thesis_results]
     for path in results:
         if not epath.Path(path).exists():
@@ -189,9 +193,11 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
         if subprocess.run(command, stdout=sys.stdout, stderr=sys.stderr).returncode:
             raise UserError(f"the thesis-code driver failed (its error is above): {' '.join(command)}")
         results.append(str(out))
-    base = ThesisConfig(epochs=int(c.epochs), patience=int(c.patience) or None)
     rows = run_lth_jax(points, range(int(c.seeds)), workdir / "lth_jax", base=base, log_fn=log_fn)
     notes, records, masks_of = [], [], {}
+    if base.batch_order == "shared":
+        notes.append("lth_jax's seeds share one epoch order (batch_order=shared, as the thesis's code): they are not independent "
+                     "draws, and an interval over them is too narrow.")
     if results:
         thesis_rows, records = read_thesis_code(results)
         rows += [r for r in thesis_rows if r["point"] in points]
@@ -222,5 +228,6 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
         record = next((r for r in records if (r["point"], r["seed"]) == key), None)
         structure = (f"{key[0]}, seed {key[1]}", structure_rows(metrics, record, masks_of.get(key)))
     write_jsonl(workdir / "rows.jsonl", rows)
-    write_json(workdir / "points.json", {"points": list(points), "seeds": int(c.seeds), "thesis_results": results})
+    write_json(workdir / "points.json",
+               {"points": list(points), "seeds": int(c.seeds), "batch_order": base.batch_order, "thesis_results": results})
     return write_report(rows, workdir, notes=notes, structure=structure)

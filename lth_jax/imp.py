@@ -65,6 +65,7 @@ class ImpOptions:
     eval_name: str = "test"
     divergence_loss: float | None = None
     init_role: str = "source"  # the seed's initialization stream (lth_jax.rng.Streams.init)
+    batch_order: str = "per_seed"  # each seed's own epoch order, or "shared": one for every seed (lth_jax.rng.Streams.data_seed)
     log_fn: Callable[[str], None] = print
 
 
@@ -126,7 +127,7 @@ class _Seed:
         self.previous: tuple[Any, Any] | None = None  # (trained params, mask) of the last level
         self.rewind: RewindState | None = None
         self.stopped_at: int | None = None
-        self.params0 = self.batch_stats0 = None
+        self.params0 = self.batch_stats0 = self.order = None  # order: the seed of its epoch order (set by _Imp.check)
 
     def result(self, counts: list[int]) -> ImpResult:
         return ImpResult(self.records, self.tickets, counts, self.rewind, self.stopped_at)
@@ -171,6 +172,7 @@ class _Imp:
         self.total_steps = config.epochs * spe
         self.rewind_step = rewind_step(options.rewind, spe, self.total_steps, pruned_levels=len(self.counts) > 1, whole_epochs=options.vmap)
         for s in seeds:
+            s.order = s.streams.data_seed(config.data_seed, options.batch_order)  # a bad batch_order is refused here
             if s.workdir is not None:
                 self.run_stage(s).check()
                 for level in range(len(self.counts)):
@@ -205,6 +207,7 @@ class _Imp:
             "rewind": str(self.options.rewind),
             "seed": seed,
             **({"init": self.options.init_role} if self.options.init_role != "source" else {}),
+            **({"batch_order": self.options.batch_order} if self.options.batch_order != "per_seed" else {}),
             "prunable": getattr(prunable, "__qualname__", None) if prunable is not None else None,
             **({"experiment": self.options.settings} if self.options.settings else {}),
         }
@@ -213,10 +216,8 @@ class _Imp:
         return Stage(s.workdir, self.settings(s.seed))
 
     def level_stage(self, s: _Seed, level: int) -> Stage | None:
-        if s.workdir is None:
-            return None
-        return Stage(s.workdir / f"level_{level:02d}", {"level": level, "weights_remaining": self.counts[level]},
-                     checkpoint_async=self.config.checkpoint_async)
+        meta = {"level": level, "weights_remaining": self.counts[level]}
+        return None if s.workdir is None else Stage(s.workdir / f"level_{level:02d}", meta, checkpoint_async=self.config.checkpoint_async)
 
     def build_executor(self):
         return build_executor(self.model, self.tx, self.objective, self.train_data, self.eval_data, self.config,
@@ -253,8 +254,7 @@ class _Imp:
         record = stage.record()
         s.records.append(record)
         s.tickets.append(stage.path("ticket"))
-        target = {"params": s.params0, "batch_stats": s.batch_stats0}
-        trained = jax.device_get(stage.load("trained", target))
+        trained = jax.device_get(stage.load("trained", {"params": s.params0, "batch_stats": s.batch_stats0}))
         mask = load_ticket(stage.path("ticket")).mask
         s.previous = (trained["params"], mask)
         self.report(s, LevelResult(level, record, mask, trained["params"], trained["batch_stats"], s.seed))
@@ -301,7 +301,7 @@ class _Imp:
 
         hooks = [_with_context(hook, level, s.seed) for hook in self.options.hooks]
         on_epoch = () if self.options.on_epoch is None else [lambda record: self.options.on_epoch({"level": level, "seed": s.seed, **record})]
-        replica = Replica(state, (self.config.data_seed, s.seed), progress, on_rewind, checkpoint, hooks, self.tag(s, level), on_epoch)
+        replica = Replica(state, s.order, progress, on_rewind, checkpoint, hooks, self.tag(s, level), on_epoch)
         return replica, stage, mask
 
     def train_level(self, seeds: list[_Seed], level: int) -> None:
@@ -362,7 +362,7 @@ def run_imp(model, objective: Objective, train_data, eval_data, config: TrainCon
       config: the training recipe; every level trains to the end of its schedule.
       plan: the pruning trajectory and scope.
       seed: the seed of the initialization, the per-step randomness and (with
-        ``config.data_seed``) the epoch order (:class:`lth_jax.rng.Streams`).
+        ``config.data_seed``) the epoch order (:class:`lth_jax.rng.Streams`; ``batch_order="shared"``: one order for every seed).
       workdir: where tickets, records and checkpoints go; resumes when it holds this run.
       **options: the fields of :class:`ImpOptions`: ``rewind`` (the rewind step
         ``k``: an int, ``"500it"`` or ``"1ep"``; 0 resets to the initialization),
@@ -400,7 +400,7 @@ def run_imp_seeds(model, objective: Objective, train_data, eval_data, config: Tr
     With ``vmap=True`` all seeds train in one compiled program
     (:class:`lth_jax.loop.VmappedEpochs`: small in-memory models); with
     ``vmap=False`` each is trained data-parallel over the devices. Either way
-    each seed has its own initialization, epoch order, early stopping and masks,
+    each seed has its own initialization, epoch order (unless ``batch_order="shared"``), early stopping and masks,
     and the results equal those of :func:`run_imp` per seed (up to float
     tolerance). A seed whose ``level_callback`` returns True stops; the others
     go on. Seed ``s`` writes to ``workdir/seed_s`` (the layout of a

@@ -8,9 +8,9 @@ replicas of all runs share the compiled program and fill each other's tails
 (a run whose seeds stopped early leaves the others more rows). Each seed keeps
 its own stages, resume, early stopping and stop rules: the results are those of
 :func:`lth_jax.imp.run_imp_seeds` per run. Level 0 of a seed is the same in
-every run (the same initialization, epoch order and dense mask), so a seed
-that starts level 0 afresh in several runs is trained once and its result
-saved by each run.
+every run of one batch order (the same initialization, epoch order and dense
+mask), so a seed that starts level 0 afresh in several such runs is trained
+once and its result saved by each run.
 """
 
 from __future__ import annotations
@@ -76,12 +76,12 @@ def _same_data(a, b) -> bool:
 def _train_level(first: _Imp, to_train: list, level: int) -> None:
     """Level ``level`` of every ``(run, seed)`` in ``to_train``, in one fit; each saved and reported by its run."""
     started = [imp.start_level(s, level) for imp, s in to_train]
-    # a fresh level 0 of a seed is trained once (it is the same in every run)
+    # a fresh level 0 of a seed is trained once (it is the same in every run of its epoch order)
     shared = level == 0 and all(not imp.options.hooks and imp.options.on_level_start is None for imp, _ in to_train)
     trained: dict = {}
     index = []
     for (imp, s), (replica, _, _) in zip(to_train, started):
-        key = (s.seed, int(replica.state.step)) if shared and replica.progress is None else (s.seed, id(replica))
+        key = (s.seed, replica.data_seed, int(replica.state.step)) if shared and replica.progress is None else (s.seed, id(replica))
         index.append(trained.setdefault(key, len(trained)))
     fitted = [next(started[i][0] for i, j in enumerate(index) if j == k) for k in range(len(trained))]
     began = time.perf_counter()

@@ -32,6 +32,7 @@ from lth_jax.optim import OptimizerRecipe
 from lth_jax.progress import Progress
 from lth_jax.sizes import Divergences, check_disk, check_memory
 from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
+from lth_jax.rng import BATCH_ORDERS
 from lth_jax.stage import Stage
 from lth_jax.structure import StructureReport, analyze
 from lth_jax.tensorboard import EventLog, scalars
@@ -53,6 +54,9 @@ class ThesisConfig:
     ``target``. ``coverage`` is ``"total"`` or ``"output"`` (``None``: output for
     the MNIST+Fashion data, total otherwise). ``validation_split`` holds a
     fraction of the train set out for early stopping instead of the test set.
+    ``batch_order``: ``"per_seed"``, each seed draws its own epoch order (independent
+    runs), or ``"shared"``, every seed trains on one order, as the thesis's code does
+    (:meth:`lth_jax.rng.Streams.data_seed`).
     """
 
     dataset: str = "moons_circles"
@@ -73,6 +77,7 @@ class ThesisConfig:
     stop_on_split: bool = False
     validation_split: float = 0.0
     data_seed: int = 0
+    batch_order: str = "per_seed"
     vmap: bool = True
     data_dir: str | None = None
     download: bool = False
@@ -99,6 +104,8 @@ class ThesisConfig:
             raise UserError(f"rate={self.rate} is outside the open interval (0, 1)")
         if self.coverage not in (None, "total", "output"):
             raise UserError(f"coverage={self.coverage!r} is not one of 'total', 'output'")
+        if self.batch_order not in BATCH_ORDERS:
+            raise UserError(f"batch_order={self.batch_order!r} is not one of {', '.join(map(repr, BATCH_ORDERS))}")
         if self.extension_level is not None and self.shape is not None:
             raise UserError("give either a shape or an extension level, not both")
         if self.extension_level is None and self.shape is None:
@@ -172,6 +179,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.stop_on_split = defaults.stop_on_split
     c.validation_split = defaults.validation_split  # > 0: early-stop on held-out training data
     c.data_seed = defaults.data_seed  # the synthetic data and the epoch order
+    c.batch_order = defaults.batch_order  # per_seed: each seed its own epoch order; shared: one for every seed (the thesis's code)
     c.vmap = defaults.vmap  # all seeds in one compiled program
     c.data_dir = config_dict.placeholder(str)  # TFDS data_dir for the image datasets
     c.download = defaults.download
@@ -197,6 +205,8 @@ def _check_shape(shape, data) -> None:
 # Fields that do not change what an experiment computes: how and where it runs, which
 # seeds this invocation reports (each seed's IMP run records its own settings).
 _VOLATILE = ("seeds", "vmap", "data_dir", "download", "log_every_epochs", "checkpoint_every_epochs")
+# Settings at these defaults are left out of the recorded ones, so that workdirs made before the field resume.
+_DEFAULTS_LEFT_OUT = {("batch_order", "per_seed")}
 
 
 @dataclasses.dataclass
@@ -243,7 +253,7 @@ class _Setup:
         ticket_info = {"model": "mlp", "shape": list(self.shape), "dataset": config.dataset, "task_classes": list(data.classes)}
         experiment = {"dataset": config.dataset, "num_tasks": config.num_tasks, "validation_split": config.validation_split}
         return args, dict(seeds=config.seeds, rewind=0, workdir=workdir / "imp", ticket_info=ticket_info, settings=experiment,
-                          eval_name=self.eval_name)
+                          eval_name=self.eval_name, batch_order=config.batch_order)
 
 
 def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print,
@@ -307,7 +317,7 @@ class _Experiment:
             config.dataset, data_seed=config.data_seed, num_tasks=config.num_tasks, data_dir=config.data_dir, download=config.download
         )
         setup = _Setup.build(config, data)
-        experiment = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE}
+        experiment = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE and (k, v) not in _DEFAULTS_LEFT_OUT}
         stage = Stage(workdir, {"kind": "parallel_tasks", "experiment": experiment, "coverage": setup.coverage})
         args, kwargs = setup.imp_arguments(config, data, workdir)
         stage.check()

@@ -17,6 +17,14 @@ each stream owns its blocks and no two streams share one:
   (``fold_in(steps, COPY_BLOCK + c)``), and ``copy_data_seed(data_seed, c)`` its
   epoch order (the numpy seed ``(data_seed, seed, COPY_BLOCK, c)``; the run's own
   order is ``(data_seed, seed)``): two copies differ in these streams only.
+- ``data_seed(data_seed, batch_order)``: the epoch order of the seed's IMP run, its own
+  ``(data_seed, seed)`` (``batch_order="per_seed"``), or with ``"shared"`` the
+  run's one order ``(data_seed, SHARED_ORDER_BLOCK, 0, 0)``, the same for every
+  seed (as the thesis's code draws its batches). numpy seeds an order with the
+  32-bit words of ``[*seed, epoch]`` (it refuses negative ints; an int of several
+  words ends in a nonzero one), so no ``(data_seed, seed)`` at an epoch below
+  2**32, and no copy, gives the words ``..., SHARED_ORDER_BLOCK, 0, 0, epoch``:
+  the shared order is no seed's own.
 
 Why not ``split(root, 3)``: it would change the initialization of every run
 made so far. The streams are kept where they were (the initialization and the
@@ -32,13 +40,16 @@ import dataclasses
 
 import jax
 
-__all__ = ["STEPS_BLOCK", "RANDOM_TICKET_BLOCK", "COPY_BLOCK", "TARGET_OWN_BLOCK", "INIT_ROLES", "Streams"]
+__all__ = ["STEPS_BLOCK", "RANDOM_TICKET_BLOCK", "COPY_BLOCK", "TARGET_OWN_BLOCK", "SHARED_ORDER_BLOCK", "INIT_ROLES", "BATCH_ORDERS",
+           "Streams"]
 
 STEPS_BLOCK = 0x7374_6570  # "step": far above every random-ticket block
 RANDOM_TICKET_BLOCK = 1_000_003
 COPY_BLOCK = 0x636F_7079  # "copy"
 TARGET_OWN_BLOCK = 0x7461_7267  # "targ": above the steps block, so no random-ticket level reaches it
 INIT_ROLES = ("source", "target_own")  # whose initialization a run draws
+SHARED_ORDER_BLOCK = 0x7368_7264  # "shrd": the epoch order every seed of a run shares (batch_order="shared")
+BATCH_ORDERS = ("per_seed", "shared")  # whose epoch order a seed of an IMP run trains on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,3 +86,10 @@ class Streams:
     def copy_data_seed(self, data_seed: int, copy: int) -> tuple[int, int, int, int]:
         """The epoch-order seed of copy ``copy`` (the run's own order is ``(data_seed, seed)``)."""
         return (int(data_seed), self.seed, COPY_BLOCK, int(copy))
+
+    def data_seed(self, data_seed: int, batch_order: str = "per_seed") -> tuple[int, ...]:
+        """The epoch-order seed of this seed's IMP run: its own ``(data_seed, seed)``, or with
+        ``batch_order="shared"`` the run's one order, the same for every seed (see the module)."""
+        if batch_order not in BATCH_ORDERS:
+            raise ValueError(f"batch_order={batch_order!r} is not one of {', '.join(map(repr, BATCH_ORDERS))}")
+        return (int(data_seed), self.seed) if batch_order == "per_seed" else (int(data_seed), SHARED_ORDER_BLOCK, 0, 0)

@@ -118,7 +118,8 @@ def sweep_report(workdir: str | os.PathLike) -> list[epath.Path]:
 def default_config(grid: str = "e1") -> ml_collections.ConfigDict:
     """The sweep ``grid`` with the thesis's values: the grid's axes (narrow them,
     e.g. ``--config.extension_levels=0,1,2``) and the experiment every point runs
-    (``--config.experiment.seeds=0,1``)."""
+    (``--config.experiment.seeds=0,1``; ``--config.experiment.batch_order=shared``:
+    every seed of a point on one epoch order, as the thesis's code)."""
     if grid not in GRIDS:
         raise UserError(f"unknown grid {grid!r}; known grids: {', '.join(GRIDS)}")
     spec = GRIDS[grid]
