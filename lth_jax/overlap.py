@@ -5,6 +5,15 @@ agree? :func:`ticket_overlaps` measures the IoU of the kept weights of every
 pair of winning tickets (the targets' own included) of the same model, level
 and seed; :func:`chance_iou` is what two independent random masks of that
 density would share; :func:`plot_overlaps` and :func:`overlap_table` show both.
+
+Chance fits a pair only when its two tickets start from independent
+initializations. Every ticket records the stream its initialization came from
+(``init_stream`` in ``ticket.json``: ``source`` or ``target_own``), so a pair of
+one seed is ``shared`` when both name the same stream (two sources of a seed, or
+a source and the target's own ticket run with ``shared_init``) and
+``independent`` otherwise. Magnitude pruning of one set of initial weights makes
+masks agree before any training has shaped them, so no closed-form chance line
+exists for a shared pair: the reports leave its chance blank and mark the pair.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from lth_jax.results import read_json
 from lth_jax.stats import mean_std
 from lth_jax.tickets import load_ticket
 
-__all__ = ["source_label", "chance_iou", "ticket_overlaps", "plot_overlaps", "overlap_table", "overlap_rows"]
+__all__ = ["source_label", "chance_iou", "init_relation", "ticket_overlaps", "plot_overlaps", "overlap_table", "overlap_rows"]
 
 
 def source_label(row: dict) -> str:
@@ -41,6 +50,18 @@ def chance_iou(density: float | np.ndarray) -> float | np.ndarray:
     """Expected IoU of two independent random masks that each keep a fraction
     ``density`` of the weights: ``d² / (2d - d²) = d / (2 - d)``."""
     return density / (2 - density)
+
+
+def init_relation(info_a: dict, info_b: dict) -> str:
+    """``"shared"`` when two tickets' ``ticket.json`` name the same seed and initialization
+    stream (a ticket made before streams were recorded counts as ``source``), else ``"independent"``."""
+    stream = lambda info: (info.get("seed"), info.get("init_stream", "source"))  # noqa: E731
+    return "shared" if stream(info_a) == stream(info_b) else "independent"
+
+
+def _chance(row: dict) -> float | None:
+    """The chance IoU of a pair row, ``None`` unless its tickets' initializations are independent."""
+    return float(chance_iou(row["fraction_remaining"])) if row["init"] == "independent" else None
 
 
 def _overlap_label(row: dict) -> str | None:
@@ -125,8 +146,8 @@ def ticket_overlaps(
     ``workdir_of_row(row)`` is the directory a row's ``ticket_dir`` is relative to
     (default: the ``workdir`` key that :func:`load_rows` adds). Every ticket
     directory is loaded once and every pair counted once, however many targets
-    used it. Rows: ``{a, b, model, level, seed, fraction_remaining, iou, layers:
-    [{path, iou}], skipped: [paths]}`` where ``iou`` is over the kept weights of the
+    used it. Rows: ``{a, b, model, level, seed, init, fraction_remaining, iou, layers:
+    [{path, iou}], skipped: [paths]}`` where ``init`` is :func:`init_relation` and ``iou`` is over the kept weights of the
     prunable layers of equal shape (``skipped``: the others) and
     ``fraction_remaining`` the two masks' mean density over those layers.
     """
@@ -136,16 +157,18 @@ def ticket_overlaps(
         workdir_of_row = operator.itemgetter("workdir")
     overlaps = []
     for (model, level, seed), tickets in sorted(_group_tickets(_ticket_labels(rows, workdir_of_row)).items()):
-        masks = {label: load_ticket(directory).mask for label, directory in tickets.items()}
-        for a, b in itertools.combinations(sorted(masks), 2):
-            pair = _pair_overlap(masks[a], masks[b], prunable or default_prunable)
-            overlaps.append({"a": a, "b": b, "model": model, "level": level, "seed": seed, **pair})
+        loaded = {label: load_ticket(directory) for label, directory in tickets.items()}
+        for a, b in itertools.combinations(sorted(loaded), 2):
+            pair = _pair_overlap(loaded[a].mask, loaded[b].mask, prunable or default_prunable)
+            overlaps.append({"a": a, "b": b, "model": model, "level": level, "seed": seed,
+                             "init": init_relation(loaded[a].info, loaded[b].info), **pair})
     return overlaps
 
 
 def _overlap_means(overlaps: Sequence[dict]) -> list[dict]:
-    """Overlaps averaged over seeds per (model, a, b, level): mean fraction remaining,
-    IoU mean and population std, seeds, skipped layers."""
+    """Overlaps averaged over seeds per (model, a, b, level): how the pair's initializations
+    relate (``mixed`` when the seeds differ), mean fraction remaining, IoU mean and population
+    std, seeds, skipped layers."""
     if not overlaps:
         raise UserError("no mask overlaps (no two winning tickets share a model, level and seed)")
     groups: dict[tuple, list[dict]] = {}
@@ -154,8 +177,9 @@ def _overlap_means(overlaps: Sequence[dict]) -> list[dict]:
     means = []
     for (model, a, b, level), members in sorted(groups.items()):
         iou_mean, iou_std = mean_std([row["iou"] for row in sorted(members, key=lambda row: row["seed"])])
+        inits = {row.get("init", "independent") for row in members}
         means.append({
-            "model": model, "a": a, "b": b, "level": level,
+            "model": model, "a": a, "b": b, "level": level, "init": inits.pop() if len(inits) == 1 else "mixed",
             "fraction_remaining": float(np.mean([row["fraction_remaining"] for row in members])),
             "iou_mean": iou_mean, "iou_std": iou_std,
             "seeds": sorted(row["seed"] for row in members),
@@ -165,13 +189,15 @@ def _overlap_means(overlaps: Sequence[dict]) -> list[dict]:
 
 
 def _pair_name(row: dict, several_models: bool) -> str:
-    return (f"{row['model']}: " if several_models else "") + f"{row['a']} vs {row['b']}"
+    shared = "" if row["init"] == "independent" else f" ({row['init']} init)"
+    return (f"{row['model']}: " if several_models else "") + f"{row['a']} vs {row['b']}{shared}"
 
 
 def plot_overlaps(overlaps: Sequence[dict]) -> Figure:
     """Overall mask IoU against the fraction of weights pruned, one curve per pair of
-    tickets (mean ± std over seeds), and the IoU of two independent random masks
-    of that density (dashed grey) for reference; both axes log-scale."""
+    tickets (mean ± std over seeds; dotted: the two tickets share their initialization),
+    and the IoU of two independent random masks of that density (dashed grey), the
+    reference for the pairs with independent initializations; both axes log-scale."""
     means = _overlap_means(overlaps)
     several_models = len({row["model"] for row in means}) > 1
     fig = plots.figure((8, 4.5))
@@ -181,10 +207,11 @@ def plot_overlaps(overlaps: Sequence[dict]) -> Figure:
     for row in means:
         pairs.setdefault(_pair_name(row, several_models), []).append(row)
     for i, (name, points) in enumerate(pairs.items()):
-        mean_std_curve(ax, points, mean="iou_mean", std="iou_std", color=cmap(i % 10), lw=1.5, label=name)
+        style = "-" if points[0]["init"] == "independent" else ":"
+        mean_std_curve(ax, points, mean="iou_mean", std="iou_std", color=cmap(i % 10), lw=1.5, ls=style, label=name)
     sparsity_axis(ax, [row["fraction_remaining"] for row in means])
     density = np.geomspace(ax.get_xlim()[1], 1, 200)
-    ax.plot(density, chance_iou(density), color="grey", ls="--", lw=1.2, label="chance: d / (2 - d)")
+    ax.plot(density, chance_iou(density), color="grey", ls="--", lw=1.2, label="chance, independent inits: d / (2 - d)")
     # log: at 99% pruned both IoU and chance are ~0.01, and their ratio is what matters
     ax.set(ylabel="IoU of the kept weights (log scale)", yscale="log", title="Mask overlap of winning tickets (same level and seed)")
     bottom, top = ax.get_ylim()
@@ -198,23 +225,25 @@ def plot_overlaps(overlaps: Sequence[dict]) -> Figure:
 
 
 def overlap_rows(overlaps: Sequence[dict]) -> list[dict]:
-    """The rows of :func:`overlap_table` (for CSV): model, pair, level, fraction
-    remaining, IoU mean and std, chance IoU, seeds."""
-    return [{"model": row["model"], "a": row["a"], "b": row["b"], "level": row["level"], "fraction_remaining": row["fraction_remaining"],
-             "iou_mean": row["iou_mean"], "iou_std": row["iou_std"], "chance_iou": float(chance_iou(row["fraction_remaining"])),
+    """The rows of :func:`overlap_table` (for CSV): model, pair, initializations, level,
+    fraction remaining, IoU mean and std, chance IoU (empty unless independent), seeds."""
+    return [{"model": row["model"], "a": row["a"], "b": row["b"], "init": row["init"], "level": row["level"],
+             "fraction_remaining": row["fraction_remaining"], "iou_mean": row["iou_mean"], "iou_std": row["iou_std"], "chance_iou": _chance(row),
              "seeds": " ".join(map(str, row["seeds"]))} for row in _overlap_means(overlaps)]
 
 
 def overlap_table(overlaps: Sequence[dict]) -> str:
-    """A Markdown table of the overlaps averaged over seeds: pair, level, remaining %,
-    overall IoU (mean ± std), chance IoU, seeds; then the layers skipped per pair."""
+    """A Markdown table of the overlaps averaged over seeds: pair (marked when its tickets
+    share an initialization), level, remaining %, overall IoU (mean ± std), chance IoU
+    (``–`` for a shared initialization, where it does not apply), seeds; then the layers
+    skipped per pair."""
     means = _overlap_means(overlaps)
     several_models = len({row["model"] for row in means}) > 1
     lines = ["| pair | level | remaining % | IoU | chance IoU | seeds |", "|---|---|---|---|---|---|"]
     for row in means:
         lines.append(
             f"| {_pair_name(row, several_models)} | {row['level']} | {100 * row['fraction_remaining']:.2f} | "
-            f"{row['iou_mean']:.3f} ± {row['iou_std']:.3f} | {chance_iou(row['fraction_remaining']):.3f} | "
+            f"{row['iou_mean']:.3f} ± {row['iou_std']:.3f} | {'–' if _chance(row) is None else f'{_chance(row):.3f}'} | "
             f"{', '.join(str(seed) for seed in row['seeds'])} |"
         )
     skipped = {_pair_name(row, several_models): row["skipped"] for row in means if row["skipped"]}

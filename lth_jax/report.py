@@ -333,7 +333,10 @@ def write_report(workdirs: str | os.PathLike | Iterable[str | os.PathLike], out,
         write_csv(out / "overlap.csv", overlap_rows(overlaps))
         lines += [
             "IoU of the kept weights of two winning tickets at the same level and seed, over their prunable layers "
-            "of equal shape; chance: the IoU d / (2 - d) of two independent random masks of density d.",
+            "of equal shape; chance: the IoU d / (2 - d) of two independent random masks of density d, the reference "
+            "for tickets from independent initializations. A pair marked *shared init* starts from one initialization "
+            "(same seed and stream, e.g. two sources of a seed): its masks agree beyond chance before training shapes them, "
+            "so it has no chance line (`init` in `overlap.csv`).",
             "",
             f"![mask overlap]({figure.name})",
             "",

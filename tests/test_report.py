@@ -45,7 +45,8 @@ def save_tickets(root, dataset, classes, dataset_index):
         for level in LEVELS:
             mask = tiny_mask(rng, classes, level)
             params = {layer: {k: v.astype(np.float32) for k, v in leaves.items()} for layer, leaves in mask.items()}
-            info = {"dataset": dataset, "level": level, "fraction_remaining": 0.8**level, "model": "tiny", "seed": seed}
+            info = {"dataset": dataset, "level": level, "fraction_remaining": 0.8**level, "model": "tiny", "seed": seed,
+                    "init_stream": "target_own" if dataset in TARGETS else "source"}
             save_ticket(root / dataset / f"seed_{seed}" / f"level_{level:02d}", Ticket(mask, params, {}, info))
             masks[(dataset, seed, level)] = mask
     return masks
@@ -338,14 +339,31 @@ def test_overlap_table_and_chance(study):
     overlaps = overlap.ticket_overlaps(study["rows"])
     table = overlap.overlap_table(overlaps)
     assert overlap.chance_iou(1.0) == 1.0 and overlap.chance_iou(0.5) == pytest.approx(1 / 3)
-    line = next(line for line in table.splitlines() if line.startswith("| src_a (sgd) vs src_b (adam) | 3 |"))
+    line = next(line for line in table.splitlines() if line.startswith("| src_a (sgd) vs src_b (adam) (shared init) | 3 |"))
     members = [o for o in overlaps if (o["a"], o["b"], o["level"]) == ("src_a (sgd)", "src_b (adam)", 3)]
     fraction = np.mean([o["fraction_remaining"] for o in members])
     ious = [o["iou"] for o in members]
-    assert line == (f"| src_a (sgd) vs src_b (adam) | 3 | {100 * fraction:.2f} | {np.mean(ious):.3f} ± {np.std(ious):.3f} "
-                    f"| {fraction / (2 - fraction):.3f} | 0, 1 |")
-    assert "- src_a (sgd) vs src_b (adam): fc/kernel" in table
-    assert "tgt_x (sgd, own) vs tgt_y (sgd, own): " not in table
+    # two sources of a seed share its initialization: no chance line; a source against a target's own: chance
+    assert line == (f"| src_a (sgd) vs src_b (adam) (shared init) | 3 | {100 * fraction:.2f} | {np.mean(ious):.3f} ± {np.std(ious):.3f} "
+                    f"| – | 0, 1 |")
+    assert "- src_a (sgd) vs src_b (adam) (shared init): fc/kernel" in table
+    assert "tgt_x (sgd, own) vs tgt_y (sgd, own) (shared init): " not in table  # same heads: nothing skipped
+    own = next(line for line in table.splitlines() if line.startswith("| src_a (sgd) vs tgt_x (sgd, own) | 3 |"))
+    members = [o for o in overlaps if (o["a"], o["b"], o["level"]) == ("src_a (sgd)", "tgt_x (sgd, own)", 3)]
+    fraction = np.mean([o["fraction_remaining"] for o in members])
+    assert own.split(" | ")[4] == f"{fraction / (2 - fraction):.3f}"
+    assert {(o["a"], o["b"], o["init"]) for o in overlaps if o["level"] == 3} == {
+        ("src_a (sgd)", "src_b (adam)", "shared"), ("tgt_x (sgd, own)", "tgt_y (sgd, own)", "shared"),
+        *((s, t, "independent") for s in ("src_a (sgd)", "src_b (adam)") for t in ("tgt_x (sgd, own)", "tgt_y (sgd, own)"))}
+    csv_rows = {(r["a"], r["b"], r["level"]): r for r in overlap.overlap_rows(overlaps)}
+    assert csv_rows[("src_a (sgd)", "src_b (adam)", 3)]["chance_iou"] is None
+    assert csv_rows[("src_a (sgd)", "tgt_x (sgd, own)", 3)]["chance_iou"] == pytest.approx(fraction / (2 - fraction))
+
+
+def test_init_relation_reads_seed_and_stream():
+    assert overlap.init_relation({"seed": 0, "init_stream": "source"}, {"seed": 0}) == "shared"  # unrecorded: source
+    assert overlap.init_relation({"seed": 0, "init_stream": "source"}, {"seed": 0, "init_stream": "target_own"}) == "independent"
+    assert overlap.init_relation({"seed": 0, "init_stream": "target_own"}, {"seed": 1, "init_stream": "target_own"}) == "independent"
 
 
 # --------------------------------------------------------------------------- figures and report
@@ -405,7 +423,7 @@ def test_write_report_embeds_every_figure_and_is_deterministic(study, tmp_path):
     assert "| ticket | tgt_x L3 49% | tgt_y L3 49% |" in text  # the default sparsities are all nearest level 3
     assert "## Paired differences over seeds" in text and "95% Student-t interval" in text
     assert "| tgt_y (sgd) | src_b (adam) | 3 | 49% | -9.0 [-9.0, -9.0] | 2 |" in text
-    assert "| src_a (sgd) vs src_b (adam) | 3 |" in text
+    assert "| src_a (sgd) vs src_b (adam) (shared init) | 3 |" in text and "no chance line" in text
     files = sorted(p.name for p in path.parent.iterdir())
     assert files == ["accuracy_tgt_x_sgd.png", "accuracy_tgt_y_sgd.png", "overlap.csv", "overlap.png", "paired.csv", "report.md",
                      "transfer_table.csv"]
