@@ -6,12 +6,17 @@ r"""The thesis's experiments run by lth_jax and by the thesis's own code, compar
         --config.thesis_results=benchmarks/fidelity/results/thesis_code.jsonl   # compare with recorded thesis-code runs
     python -m experiments.fidelity --workdir=runs/fidelity \
         --config.thesis_python=.venv-thesis/bin/python --config.thesis_repo=../structure-of-lottery-tickets --config.thesis_seeds=4
+    python -m experiments.fidelity --config=fidelity_batch_order --workdir=runs/batch_order   # ~30 min on 2 cores
 
 Writes ``fidelity.md`` (one table per experiment: split rate with its 95%
 interval, split and degradation levels, categories, active weights at the
 split, test loss, for each system), ``E1.csv``/``E2.csv``/``E4.csv``,
 ``seeds.csv`` (every run), ``figures/E*.png`` and the lth_jax runs under
-``lth_jax/<point>`` (resumable). The thesis's code runs in a virtualenv of its
+``lth_jax/<point>`` (resumable). With ``--config.shared_orders=N`` every point
+also runs on shared epoch orders 0..N-1 (``--config.shared_seeds`` seeds each,
+the same on every order; ``lth_jax_shared/order_<K>/<point>``) and
+``batch_order.md`` compares the regimes and the thesis's code (preset
+``fidelity_batch_order``). The thesis's code runs in a virtualenv of its
 own (``make thesis_venv``); see ``benchmarks/fidelity/README.md``.
 """
 

@@ -162,16 +162,18 @@ def interpolation_curve(model, objective, params1, params2, eval_data, *, mask=N
 
 
 def trunk_states(model, objective, train_data, eval_data, config: TrainConfig, tx, steps: Sequence[int], *, seed: int,
-                 params0, batch_stats0, stage: Stage | None = None, preprocess=None, mesh=None,
+                 params0, batch_stats0, stage: Stage | None = None, preprocess=None, mesh=None, batch_order: str = "per_seed",
                  log_fn: Callable[[str], None] = print) -> dict[int, RewindState]:
     """The dense network's weights and batch statistics at each of ``steps``: the training of
     level 0 of an IMP run with ``seed`` (initialization ``params0``, the run's data order and
-    per-step stream, data-parallel), run only as far as the last step. With a ``stage`` each
+    per-step stream, data-parallel; ``batch_order``: the run's, :meth:`lth_jax.rng.Streams.data_seed`),
+    run only as far as the last step. With a ``stage`` each
     state is kept (tree ``k_<step>``), and so is the full train state at the end of each
     stretch of training (``state_<step>``), from which a rerun goes on."""
     spe = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
     total = config.epochs * spe
-    streams, order = Streams(seed), (config.data_seed, seed)
+    streams = Streams(seed)
+    order = streams.data_seed(config.data_seed, batch_order)
     executor = build_executor(model, tx, objective, train_data, eval_data, config, vmap=False, mesh=mesh, preprocess=preprocess)
     initial = create_train_state(params0, tx, batch_stats=batch_stats0, rng=streams.steps(), step=0)
     full = {0: (initial, FitProgress())}  # full train states at epoch boundaries, by step

@@ -11,7 +11,8 @@ PyTorch code, run in a virtualenv of its own). Both become the same per-seed row
 experiment, one Markdown and CSV table (split rate with its binomial 95% interval,
 split and degradation levels, categories, active weights at the split, test loss)
 and the figures. :func:`run` is ``experiments/fidelity.py``'s experiment (presets
-``experiments/configs/fidelity_*.py``).
+``experiments/configs/fidelity_*.py``); with ``shared_orders`` it also runs every point
+on shared epoch orders and compares the regimes (:mod:`lth_jax.fidelity_orders`).
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from etils import epath
 
 from lth_jax.errors import UserError
 from lth_jax.fidelity_points import ROW_FIELDS, SYSTEMS, THESIS_PUBLISHED, experiment_of, parse_point, point_overrides
+from lth_jax.fidelity_orders import orders_report
 from lth_jax.fidelity_report import report as write_report
 from lth_jax.parallel_tasks import ThesisConfig, pack_groups, run_parallel_tasks_pack
 from lth_jax.results import read_json, read_jsonl, write_json, write_jsonl
+from lth_jax.rng import SHARED_ORDERS
 from lth_jax.structure import analyze, run_category
 
-__all__ = ["POINT_SETS", "THESIS_PUBLISHED", "ROW_FIELDS", "SYSTEMS", "point_overrides", "experiment_of", "seed_row", "run_lth_jax",
-           "read_thesis_code", "status_of_potential", "rule_check", "structure_rows", "default_config", "run"]
+__all__ = ["POINT_SETS", "THESIS_PUBLISHED", "ROW_FIELDS", "SYSTEMS", "point_overrides", "experiment_of", "seed_row", "point_runs",
+           "point_rows", "run_lth_jax", "read_thesis_code", "status_of_potential", "rule_check", "structure_rows", "default_config", "run"]
 
 POINT_SETS = {
     # A few minutes on a 2-core CPU: the two E4 points the thesis's text and ours disagree on most, and E1 at level 3.
@@ -61,24 +64,37 @@ def seed_row(system: str, point: str, seed: int, levels: Sequence[dict]) -> dict
     }
 
 
-def run_lth_jax(points: Sequence[str], seeds: Sequence[int], workdir: str | os.PathLike, *,
-                base: ThesisConfig | None = None, log_fn: Callable[[str], None] = print) -> list[dict]:
-    """Train ``seeds`` of every point in ``workdir/<point>`` (resumable; the points of one
-    MLP shape as one IMP run, :func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`) and return their rows."""
+def point_runs(points: Sequence[str], seeds: Sequence[int], workdir: str | os.PathLike,
+               base: ThesisConfig | None = None) -> list[tuple[str, ThesisConfig, epath.Path]]:
+    """``(point, experiment, workdir/<point>)`` of every point: ``base`` with the point's network and ``seeds``."""
     base = base or ThesisConfig()
-    configs = [dataclasses.replace(base, seeds=tuple(seeds), **point_overrides(point)) for point in points]
-    for group in pack_groups(configs):
-        log_fn(f"[{group[0] + 1}-{group[-1] + 1}/{len(points)}] lth_jax {', '.join(points[i] for i in group)}, {len(seeds)} seeds")
-        run_parallel_tasks_pack([(configs[i], epath.Path(workdir) / points[i]) for i in group], log_fn=lambda line: None, progress=False)
+    return [(p, dataclasses.replace(base, seeds=tuple(seeds), **point_overrides(p)), epath.Path(workdir) / p) for p in points]
+
+
+def point_rows(point: str, seeds: Sequence[int], workdir: str | os.PathLike) -> list[dict]:
+    """The rows of ``seeds`` of a finished lth_jax run of ``point`` in ``workdir``."""
+    metrics = read_jsonl(epath.Path(workdir) / "metrics.jsonl")
     rows = []
-    for point in points:
-        metrics = read_jsonl(epath.Path(workdir) / point / "metrics.jsonl")
-        for seed in seeds:
-            mine = sorted((r for r in metrics if r["seed"] == seed), key=lambda r: r["level"])
-            levels = [{"status": r["status"], "weights": r["weights_remaining"], "active_edges": r["active_weights"],
-                       "test_loss": r["test_loss"], "epochs": r["epochs"]} for r in mine]
-            rows.append(seed_row("lth_jax", point, seed, levels))
+    for seed in seeds:
+        mine = sorted((r for r in metrics if r["seed"] == seed), key=lambda r: r["level"])
+        levels = [{"status": r["status"], "weights": r["weights_remaining"], "active_edges": r["active_weights"],
+                   "test_loss": r["test_loss"], "epochs": r["epochs"]} for r in mine]
+        rows.append(seed_row("lth_jax", point, seed, levels))
     return rows
+
+
+def run_lth_jax(points: Sequence[str], seeds: Sequence[int], workdir: str | os.PathLike, *,
+                base: ThesisConfig | None = None, log_fn: Callable[[str], None] = print,
+                also: Sequence[tuple[str, ThesisConfig, epath.Path]] = ()) -> list[dict]:
+    """Train ``seeds`` of every point in ``workdir/<point>`` (resumable; the runs of one MLP shape,
+    ``also`` (more :func:`point_runs`) included, as one IMP run,
+    :func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`) and return the rows of ``points``."""
+    runs = [*point_runs(points, seeds, workdir, base), *also]
+    for n, group in enumerate(pack_groups([config for _, config, _ in runs]), 1):
+        names = list(dict.fromkeys(runs[i][0] for i in group))
+        log_fn(f"[pack {n}] lth_jax {', '.join(names)}: {len(group)} runs, {sum(len(runs[i][1].seeds) for i in group)} seeds")
+        run_parallel_tasks_pack([runs[i][1:] for i in group], log_fn=lambda line: None, progress=False)
+    return [row for point in points for row in point_rows(point, seeds, epath.Path(workdir) / point)]
 
 
 def status_of_potential(u: float) -> str:
@@ -155,10 +171,14 @@ def default_config(points: str = "quick") -> ml_collections.ConfigDict:
     c.structure_seed = 0
     c.experiment = ml_collections.ConfigDict()  # the settings of every point's lth_jax experiment (ThesisConfig fields)
     c.experiment.batch_order = "per_seed"  # per_seed: independent seeds; shared: one epoch order for every seed, as the thesis's code
+    c.experiment.shared_order = 0  # with batch_order=shared: which order (0, 1, ...; the data stay the same)
+    c.shared_orders = 0  # > 0: also run every point on shared orders 0..shared_orders-1 (lth_jax_shared/order_K), and compare
+    c.shared_seeds = 16  # seeds 0..shared_seeds-1 in every shared order: the same initializations on each order
     return c
 
 
 DRIVER = epath.Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity" / "thesis_driver.py"
+RECORDED_THESIS_CODE = DRIVER.parent / "results" / "thesis_code.jsonl"  # the thesis code's runs recorded with the driver
 
 
 def _points(value) -> tuple[str, ...]:
@@ -176,7 +196,9 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
     if int(c.seeds) < 1:
         raise UserError(f"--config.seeds={c.seeds}: give a number of seeds of at least 1")
     # every point's lth_jax experiment: a bad setting is refused before the thesis's code runs
-    base = ThesisConfig(epochs=int(c.epochs), patience=int(c.patience) or None, batch_order=str(c.experiment.batch_order))
+    base = ThesisConfig(epochs=int(c.epochs), patience=int(c.patience) or None, batch_order=str(c.experiment.batch_order),
+                        shared_order=c.experiment.shared_order)
+    study = _shared_runs(c, points, base, workdir)
     results = [str(p) for p in c.thesis_results]
     for path in results:
         if not epath.Path(path).exists():
@@ -193,11 +215,12 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
         if subprocess.run(command, stdout=sys.stdout, stderr=sys.stderr).returncode:
             raise UserError(f"the thesis-code driver failed (its error is above): {' '.join(command)}")
         results.append(str(out))
-    rows = run_lth_jax(points, range(int(c.seeds)), workdir / "lth_jax", base=base, log_fn=log_fn)
+    also = {"also": [r for _, r in study]} if study else {}  # the shared orders train in the same packs
+    rows = run_lth_jax(points, range(int(c.seeds)), workdir / "lth_jax", base=base, log_fn=log_fn, **also)
     notes, records, masks_of = [], [], {}
     if base.batch_order == "shared":
-        notes.append("lth_jax's seeds share one epoch order (batch_order=shared, as the thesis's code): they are not independent "
-                     "draws, and an interval over them is too narrow.")
+        notes.append(f"lth_jax's seeds share one epoch order (batch_order=shared, order {base.shared_order}, as the thesis's code): they "
+                     "are not independent draws, and an interval over them is too narrow.")
     if results:
         thesis_rows, records = read_thesis_code(results)
         rows += [r for r in thesis_rows if r["point"] in points]
@@ -227,7 +250,29 @@ def run(c, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print)
         metrics = [r for r in read_jsonl(workdir / "lth_jax" / key[0] / "metrics.jsonl") if r["seed"] == key[1]]
         record = next((r for r in records if (r["point"], r["seed"]) == key), None)
         structure = (f"{key[0]}, seed {key[1]}", structure_rows(metrics, record, masks_of.get(key)))
+    extra = []
+    if study:
+        shared = [{**row, "order": order} for order, (point, config, path) in study for row in point_rows(point, config.seeds, path)]
+        write_jsonl(workdir / "shared_rows.jsonl", shared)
+        extra = orders_report(rows, shared, workdir)
+        notes.append(f"Batch order: every point also ran on {int(c.shared_orders)} shared orders × {int(c.shared_seeds)} seeds; "
+                     "rates per order, their spread and the intervals that fit each design are in [batch_order.md](batch_order.md).")
     write_jsonl(workdir / "rows.jsonl", rows)
     write_json(workdir / "points.json",
-               {"points": list(points), "seeds": int(c.seeds), "batch_order": base.batch_order, "thesis_results": results})
-    return write_report(rows, workdir, notes=notes, structure=structure)
+               {"points": list(points), "seeds": int(c.seeds), "batch_order": base.batch_order, "shared_order": base.shared_order,
+                "shared_orders": int(c.shared_orders), "shared_seeds": int(c.shared_seeds), "thesis_results": results})
+    return write_report(rows, workdir, notes=notes, structure=structure) + extra
+
+
+def _shared_runs(c, points: Sequence[str], base: ThesisConfig, workdir: epath.Path) -> list[tuple[int, tuple]]:
+    """``(order, point run)`` of the batch-order study (``c.shared_orders`` orders × ``c.shared_seeds`` seeds), checked."""
+    orders, seeds = int(c.shared_orders), int(c.shared_seeds)
+    if not 0 <= orders <= SHARED_ORDERS:
+        raise UserError(f"--config.shared_orders={c.shared_orders}: give a number of shared orders from 0 to {SHARED_ORDERS}")
+    if orders and base.batch_order != "per_seed":
+        raise UserError(f"--config.shared_orders={orders} runs the shared orders beside the per_seed runs: "
+                        f"leave --config.experiment.batch_order=per_seed (not {base.batch_order!r})")
+    if orders and seeds < 1:
+        raise UserError(f"--config.shared_seeds={c.shared_seeds}: give a number of seeds of at least 1")
+    return [(k, run) for k in range(orders) for run in point_runs(points, range(seeds), workdir / "lth_jax_shared" / f"order_{k}",
+                                                                  dataclasses.replace(base, batch_order="shared", shared_order=k))]

@@ -41,7 +41,7 @@ from lth_jax.models import MLP
 from lth_jax.optim import make_optimizer
 from lth_jax.sizes import BYTES_PER_PARAMETER, memory_bytes
 from lth_jax.results import read_json, write_csv, write_json, write_jsonl
-from lth_jax.rng import Streams
+from lth_jax.rng import Streams, order_name
 from lth_jax.stage import Stage
 from lth_jax.instability_summary import by_level, format_recommendation, format_table  # noqa: F401  (importable from here)
 from lth_jax.tickets import Ticket, is_imp_run, level_ticket_dir, load_ticket
@@ -254,7 +254,9 @@ def run(c, workdir: str | os.PathLike, *, data=None, log_fn: Callable[[str], Non
         trunk = connectivity.trunk_states(source.model, source.objective, source.train_data, source.eval_data, source.config, plan.tx,
                                           plan.steps, seed=seed, params0=params0, batch_stats0=batch_stats0,
                                           stage=Stage(workdir / f"seed_{seed}" / "trunk", plan.settings("trunk")).open(),
-                                          preprocess=source.preprocess, log_fn=log_fn)
+                                          preprocess=source.preprocess, log_fn=log_fn,
+                                          batch_order=order_name(source.recipe.get("batch_order", "per_seed"),
+                                                                 source.recipe.get("shared_order", 0)))
         _check_rewind(source, seed, tickets[levels[0]].info, trunk, log_fn)
         kinds = [(level, "imp") for level in levels] + [(level, "random") for level in levels if level > 0 and c.random_tickets]
         for level, kind in kinds:

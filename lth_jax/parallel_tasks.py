@@ -32,7 +32,7 @@ from lth_jax.optim import OptimizerRecipe
 from lth_jax.progress import Progress
 from lth_jax.sizes import Divergences, check_disk, check_memory
 from lth_jax.results import environment, note_damaged_rows, write_json, write_jsonl
-from lth_jax.rng import BATCH_ORDERS
+from lth_jax.rng import BATCH_ORDERS, SHARED_ORDERS, order_name
 from lth_jax.stage import Stage
 from lth_jax.structure import StructureReport, analyze
 from lth_jax.tensorboard import EventLog, scalars
@@ -56,7 +56,8 @@ class ThesisConfig:
     fraction of the train set out for early stopping instead of the test set.
     ``batch_order``: ``"per_seed"``, each seed draws its own epoch order (independent
     runs), or ``"shared"``, every seed trains on one order, as the thesis's code does
-    (:meth:`lth_jax.rng.Streams.data_seed`).
+    (:meth:`lth_jax.rng.Streams.data_seed`); ``shared_order`` numbers that order (orders
+    that differ in nothing else, the data included; 0: the one ``"shared"`` always meant).
     """
 
     dataset: str = "moons_circles"
@@ -78,6 +79,7 @@ class ThesisConfig:
     validation_split: float = 0.0
     data_seed: int = 0
     batch_order: str = "per_seed"
+    shared_order: int = 0
     vmap: bool = True
     data_dir: str | None = None
     download: bool = False
@@ -106,6 +108,10 @@ class ThesisConfig:
             raise UserError(f"coverage={self.coverage!r} is not one of 'total', 'output'")
         if self.batch_order not in BATCH_ORDERS:
             raise UserError(f"batch_order={self.batch_order!r} is not one of {', '.join(map(repr, BATCH_ORDERS))}")
+        if isinstance(self.shared_order, bool) or not isinstance(self.shared_order, int) or not 0 <= self.shared_order < SHARED_ORDERS:
+            raise UserError(f"shared_order={self.shared_order!r} is not an integer from 0 to {SHARED_ORDERS - 1}")
+        if self.shared_order and self.batch_order != "shared":
+            raise UserError(f"shared_order={self.shared_order} numbers the orders of batch_order='shared', not of {self.batch_order!r}")
         if self.extension_level is not None and self.shape is not None:
             raise UserError("give either a shape or an extension level, not both")
         if self.extension_level is None and self.shape is None:
@@ -180,6 +186,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.validation_split = defaults.validation_split  # > 0: early-stop on held-out training data
     c.data_seed = defaults.data_seed  # the synthetic data and the epoch order
     c.batch_order = defaults.batch_order  # per_seed: each seed its own epoch order; shared: one for every seed (the thesis's code)
+    c.shared_order = defaults.shared_order  # which shared order (batch_order=shared): 0, 1, ...; the data stay the same
     c.vmap = defaults.vmap  # all seeds in one compiled program
     c.data_dir = config_dict.placeholder(str)  # TFDS data_dir for the image datasets
     c.download = defaults.download
@@ -206,7 +213,12 @@ def _check_shape(shape, data) -> None:
 # seeds this invocation reports (each seed's IMP run records its own settings).
 _VOLATILE = ("seeds", "vmap", "data_dir", "download", "log_every_epochs", "checkpoint_every_epochs")
 # Settings at these defaults are left out of the recorded ones, so that workdirs made before the field resume.
-_DEFAULTS_LEFT_OUT = {("batch_order", "per_seed")}
+_DEFAULTS_LEFT_OUT = {("batch_order", "per_seed"), ("shared_order", 0)}
+
+
+def _order_text(experiment: dict) -> str:
+    order, number = experiment.get("batch_order", "per_seed"), experiment.get("shared_order", 0)  # per_seed, 0: not recorded
+    return f"experiment.batch_order={order!r}" + (f", experiment.shared_order={number}" if order == "shared" else "")
 
 
 @dataclasses.dataclass
@@ -253,7 +265,7 @@ class _Setup:
         ticket_info = {"model": "mlp", "shape": list(self.shape), "dataset": config.dataset, "task_classes": list(data.classes)}
         experiment = {"dataset": config.dataset, "num_tasks": config.num_tasks, "validation_split": config.validation_split}
         return args, dict(seeds=config.seeds, rewind=0, workdir=workdir / "imp", ticket_info=ticket_info, settings=experiment,
-                          eval_name=self.eval_name, batch_order=config.batch_order)
+                          eval_name=self.eval_name, batch_order=order_name(config.batch_order, config.shared_order))
 
 
 def run_parallel_tasks(config: ThesisConfig, workdir: str | os.PathLike, *, log_fn: Callable[[str], None] = print,
@@ -320,6 +332,10 @@ class _Experiment:
         experiment = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE and (k, v) not in _DEFAULTS_LEFT_OUT}
         stage = Stage(workdir, {"kind": "parallel_tasks", "experiment": experiment, "coverage": setup.coverage})
         args, kwargs = setup.imp_arguments(config, data, workdir)
+        held, asked = _order_text((stage.saved_settings() or {}).get("experiment", experiment)), _order_text(experiment)
+        if held != asked:  # named here: the stage's own message would read None for the unrecorded default
+            raise UserError(f"workdir {os.fspath(workdir)} holds a run with {held}; this run asks {asked}. "
+                            "Use another workdir, or the same order to resume")
         stage.check()
         check_imp(*args, **{k: v for k, v in kwargs.items() if k != "eval_name"})
         stage.open()

@@ -24,7 +24,10 @@ each stream owns its blocks and no two streams share one:
   32-bit words of ``[*seed, epoch]`` (it refuses negative ints; an int of several
   words ends in a nonzero one), so no ``(data_seed, seed)`` at an epoch below
   2**32, and no copy, gives the words ``..., SHARED_ORDER_BLOCK, 0, 0, epoch``:
-  the shared order is no seed's own.
+  the shared order is no seed's own. ``"shared:K"`` (:func:`order_name`) is the
+  run's shared order ``K`` (``(data_seed, SHARED_ORDER_BLOCK, K, 0)``; ``"shared"``
+  is order 0): orders that differ in nothing else, the data included. ``K`` stays
+  below ``SHARED_ORDERS``, far below ``COPY_BLOCK``, so the same argument holds.
 
 Why not ``split(root, 3)``: it would change the initialization of every run
 made so far. The streams are kept where they were (the initialization and the
@@ -40,8 +43,8 @@ import dataclasses
 
 import jax
 
-__all__ = ["STEPS_BLOCK", "RANDOM_TICKET_BLOCK", "COPY_BLOCK", "TARGET_OWN_BLOCK", "SHARED_ORDER_BLOCK", "INIT_ROLES", "BATCH_ORDERS",
-           "Streams"]
+__all__ = ["STEPS_BLOCK", "RANDOM_TICKET_BLOCK", "COPY_BLOCK", "TARGET_OWN_BLOCK", "SHARED_ORDER_BLOCK", "SHARED_ORDERS", "INIT_ROLES",
+           "BATCH_ORDERS", "order_name", "Streams"]
 
 STEPS_BLOCK = 0x7374_6570  # "step": far above every random-ticket block
 RANDOM_TICKET_BLOCK = 1_000_003
@@ -50,6 +53,13 @@ TARGET_OWN_BLOCK = 0x7461_7267  # "targ": above the steps block, so no random-ti
 INIT_ROLES = ("source", "target_own")  # whose initialization a run draws
 SHARED_ORDER_BLOCK = 0x7368_7264  # "shrd": the epoch order every seed of a run shares (batch_order="shared")
 BATCH_ORDERS = ("per_seed", "shared")  # whose epoch order a seed of an IMP run trains on
+SHARED_ORDERS = 1 << 16  # shared orders 0..SHARED_ORDERS-1 (batch_order="shared:K")
+
+
+def order_name(batch_order: str, shared_order: int = 0) -> str:
+    """The epoch order that :meth:`Streams.data_seed` takes (and an IMP run records): ``"per_seed"``,
+    ``"shared"`` (shared order 0, as before orders had numbers) or ``"shared:K"`` (shared order ``K``)."""
+    return f"shared:{int(shared_order)}" if batch_order == "shared" and int(shared_order) else batch_order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +99,10 @@ class Streams:
 
     def data_seed(self, data_seed: int, batch_order: str = "per_seed") -> tuple[int, ...]:
         """The epoch-order seed of this seed's IMP run: its own ``(data_seed, seed)``, or with
-        ``batch_order="shared"`` the run's one order, the same for every seed (see the module)."""
-        if batch_order not in BATCH_ORDERS:
-            raise ValueError(f"batch_order={batch_order!r} is not one of {', '.join(map(repr, BATCH_ORDERS))}")
-        return (int(data_seed), self.seed) if batch_order == "per_seed" else (int(data_seed), SHARED_ORDER_BLOCK, 0, 0)
+        ``batch_order="shared"`` (``"shared:K"``) the run's one order (order ``K``), the same for every seed (see the module)."""
+        kind, colon, index = str(batch_order).partition(":")
+        numbered = kind == "shared" and index.isdigit() and index == str(int(index)) and 0 < int(index) < SHARED_ORDERS
+        if kind not in BATCH_ORDERS or (colon and not numbered):
+            raise ValueError(f"batch_order={batch_order!r} is not one of {', '.join(map(repr, BATCH_ORDERS))} "
+                             f"or 'shared:K' (K from 1 to {SHARED_ORDERS - 1})")
+        return (int(data_seed), self.seed) if kind == "per_seed" else (int(data_seed), SHARED_ORDER_BLOCK, int(index or 0), 0)

@@ -100,15 +100,21 @@ def test_rule_check_compares_the_thesis_status_with_ours():
     assert rows[1]["decided_output"] == rows[1]["decided_input"] == [1.0]  # every hidden unit serves one task
 
 
-def test_the_lth_jax_side_on_a_tiny_point_writes_the_report(tmp_path):
-    """The script as a user runs it: 1 seed, 2 epochs per level, compared with a recorded thesis-code run."""
+def recorded_thesis_code(directory):
+    """A thesis-code driver file with one run of point w31_L01 (seed 0): split at level 1."""
     record = {"system": "thesis_code", "point": "w31_L01", "seed": 0, "shape": [4, 31, 31, 2], "trajectory": [1147, 112], "levels": [
         {"level": 0, "weights": 1147, "untapped_potential": 1.0, "active_edges": 1147, "inactive_edges": 0, "zombie_edges": 0,
          "test_loss": 0.01, "epochs": 400},
         {"level": 1, "weights": 112, "untapped_potential": 0.0, "active_edges": 71, "inactive_edges": 39, "zombie_edges": 2,
          "test_loss": 0.008, "epochs": 700}]}
-    recorded = tmp_path / "thesis.jsonl"
+    recorded = directory / "thesis.jsonl"
     recorded.write_text(json.dumps(record) + "\n")
+    return recorded
+
+
+def test_the_lth_jax_side_on_a_tiny_point_writes_the_report(tmp_path):
+    """The script as a user runs it: 1 seed, 2 epochs per level, compared with a recorded thesis-code run."""
+    recorded = recorded_thesis_code(tmp_path)
     workdir = tmp_path / "run"
     args = [sys.executable, "-m", "experiments.fidelity", f"--workdir={workdir}", "--config.points=w31_L01", "--config.seeds=1",
             "--config.epochs=2", "--config.patience=0", f"--config.thesis_results={recorded}",
