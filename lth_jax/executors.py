@@ -254,9 +254,11 @@ def _groups(running: list[int], total: int, devices: int) -> list[list[int]]:
 
 
 def _bucket(rows: int, total: int) -> int:
-    """Rows of a program for ``rows`` running replicas: a power of two, two at least
-    (one when the run has one replica)."""
-    return 1 if total == 1 else max(2, 1 << max(rows - 1, 0).bit_length())
+    """Program rows for ``rows`` running replicas: 2, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ... (1 alone)."""
+    if total == 1 or rows <= 4:
+        return 1 if total == 1 else max(2, 1 << max(rows - 1, 0).bit_length())
+    step = 1 << max((rows - 1).bit_length() - 3, 0)
+    return -(-rows // step) * step
 
 
 class VmappedEpochs:
@@ -270,8 +272,8 @@ class VmappedEpochs:
     per epoch. The epoch orders are drawn on the host by the dataset's seeded
     rule (the batches of the data-parallel executor). A replica that stops is
     frozen in its row until the chunk ends, then left out of later chunks
-    (power-of-two row counts, padded with frozen copies): a chunk ends once half
-    its rows stopped, so frozen rows cost at most as much as the rest. With several local devices the running
+    (row counts of :func:`_bucket`, padded with frozen copies): a chunk ends once half its rows
+    stopped, so frozen rows cost at most as much as the rest. With several local devices the running
     replicas are split over them, two rows or more per device, each device
     running the same program on its rows (on a CPU: one device per core, see
     :func:`lth_jax.parallel.cpu_devices_per_core`). Steps before a replica's

@@ -104,7 +104,15 @@ def test_groups_keep_two_rows_per_device(running, total, expected):
 def test_groups_over_two_devices():
     assert _groups([0, 1, 2, 3], 4, devices=2) == [[0, 1], [2, 3]]
     assert _groups([0, 1, 2], 4, devices=2) == [[0, 1, 2]]  # a device of one row would round differently
-    assert _bucket(3, 4) == 4 and _bucket(1, 4) == 2 and _bucket(5, 8) == 8
+    assert _bucket(3, 4) == 4 and _bucket(1, 4) == 2 and _bucket(5, 8) == 5 and _bucket(1, 1) == 1
+
+
+def test_row_buckets_are_four_an_octave_with_under_a_fifth_padding():
+    buckets = sorted({_bucket(rows, 1000) for rows in range(1, 513)})
+    assert buckets[:12] == [2, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24]
+    assert 80 in buckets and 64 in buckets and 128 in buckets  # E4's packs: 160 rows over two devices, then 32 a point
+    assert all(rows <= _bucket(rows, 1000) and (rows <= 4 or _bucket(rows, 1000) - rows < _bucket(rows, 1000) / 5) for rows in range(1, 513))
+    assert len([b for b in buckets if 64 < b <= 128]) == 4
 
 
 def test_seeds_spread_over_two_cpu_devices_give_the_masks_of_one_device():
