@@ -95,6 +95,10 @@ CASES = [
      "--config.widths=38 --config.level_counts=1,0: point w38_L00: levels=0 cannot reach target=112"),
     ("fidelity", ["--config.points=ext1,w38_L0"], {}, "--config.points=ext1,w38_L0: point w38_L0: levels=0 cannot reach"),
     ("fidelity", ["--config.points=e2_ext200"], {}, "--config.points=e2_ext200: point e2_ext200: "),
+    ("parallel_tasks", ["--config.batch_order=shared", "--config.shared_order=-1"], {}, "shared_order=-1 is not an integer from 0 to 65535"),
+    ("parallel_tasks", ["--config.shared_order=2"], {}, "shared_order=2 numbers the orders of batch_order='shared'"),
+    ("fidelity", ["--config.shared_orders=-1"], {}, "--config.shared_orders=-1: give a number of shared orders"),
+    ("fidelity", ["--config.shared_orders=2", "--config.shared_seeds=0"], {}, "--config.shared_seeds=0: give a number of seeds"),
     ("transfer_claims", ["--config.seeds=3"], {}, "--config.seeds=[3]: intervals over seeds need at least two"),
     ("transfer_claims", ["--config.levels=0"], {}, "--config.levels=0: a claims study needs at least one pruned level"),
 ]
