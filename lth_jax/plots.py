@@ -186,9 +186,15 @@ def plot_levels(rows_by_seed: dict, task_names: Sequence[str]) -> Figure:
     ax_acc.set(xlabel="level", ylabel="test accuracy", title="accuracy per task (band: a seed's first split)")
     ax_w.set(xlabel="level", ylabel="weights", yscale="log", title="weights remaining and active")
     plain_log_ticks(ax_w.yaxis)
-    for ax in (ax_acc, ax_w):
+    # up to 8 seeds an entry per line; beyond, colours repeat and 4 entries a seed are not read (and cost most of the figure's time)
+    styles = ([(name, LINE_STYLES[t % 4]) for t, name in enumerate(task_names)], [("remaining", "-"), ("active", "--")])
+    for ax, entries in zip((ax_acc, ax_w), styles):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        if len(rows_by_seed) <= 8:
+            ax.legend(fontsize=7, ncol=2)
+        else:
+            ax.legend(handles=[Line2D([], [], color="k", ls=ls, label=label) for label, ls in entries], title=f"{len(rows_by_seed)} seeds, a colour each",
+                      fontsize=7, title_fontsize=7, handlelength=3.5)
     fig.tight_layout()
     return fig
 

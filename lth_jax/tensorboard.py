@@ -14,8 +14,10 @@ Open it with ``tensorboard --logdir=<workdir>/tensorboard``. Only process 0 writ
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import struct
 import time
 from typing import Any
 
@@ -23,7 +25,7 @@ from etils import epath
 
 from lth_jax.results import is_writer, remove_tree
 
-__all__ = ["EventLog", "scalars"]
+__all__ = ["EventLog", "scalars", "event_bytes"]
 
 
 def scalars(record: dict, keys=None) -> dict[str, float]:
@@ -41,6 +43,44 @@ def scalars(record: dict, keys=None) -> dict[str, float]:
     return out
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+@functools.lru_cache(maxsize=4096)
+def _value_prefix(tag: str) -> bytes:
+    """A ``Summary.Value`` field up to its float: tag = 1, then simple_value's key (field 2, 32-bit)."""
+    tag_field = _field(1, tag.encode())
+    return b"\x0a" + _varint(len(tag_field) + 5) + tag_field + b"\x15"
+
+
+def event_bytes(wall_time: float, step: int = 0, values: dict[str, float] | None = None, file_version: str = "") -> bytes:
+    """A serialized TensorBoard ``Event`` (wall_time = 1, step = 2, file_version = 3, summary = 5
+    holding ``Summary.Value`` tag = 1, simple_value = 2): the bytes of the proto's own
+    serializer, which leaves zero-valued proto3 fields out (not ``simple_value``, a oneof)."""
+    wall = struct.pack("<d", wall_time)
+    out = b"\x09" + wall if wall != bytes(8) else b""
+    if step:
+        out += b"\x10" + _varint(step & (1 << 64) - 1)
+    if file_version:
+        out += _field(3, file_version.encode())
+    if values:
+        summary = b"".join([_value_prefix(tag) + struct.pack("<f", value) for tag, value in values.items()])
+        out += b"\x2a" + _varint(len(summary)) + summary
+    return out
+
+
 class EventLog:
     """The event files under ``directory`` (``None``: nothing is written)."""
 
@@ -49,27 +89,26 @@ class EventLog:
     def __init__(self, directory: str | os.PathLike | None):
         self.directory = None if directory is None or not is_writer() else epath.Path(directory)
         self._writers: dict[str, Any] = {}
+        self._dirty: set[str] = set()  # runs written since the last flush
         if self.directory is not None:
             remove_tree(self.directory / "levels")  # written anew: a resumed run reports every level again
             for seeds in self.directory.glob("seed_*"):
                 remove_tree(seeds / "levels")
 
     def _write(self, run: str, values: dict[str, float], step: int) -> None:
-        """One event holding every scalar of ``values`` at ``step``, written in this
-        thread (tensorboardX's record writer and protos; its queued writer costs
-        several times more per event)."""
-        from tensorboardX.proto.event_pb2 import Event
-        from tensorboardX.proto.summary_pb2 import Summary
+        """One event holding every scalar of ``values`` at ``step``, written in this thread
+        (tensorboardX's record writer; the event encoded here: building its protos cost
+        several times more per event, and a sweep writes one per seed and epoch)."""
         from tensorboardX.record_writer import RecordWriter
 
         if run not in self._writers:
             directory = self.directory / run
             directory.mkdir(parents=True, exist_ok=True)
             writer = RecordWriter(os.fspath(directory / f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}"))
-            writer.write(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+            writer.write(event_bytes(time.time(), file_version="brain.Event:2"))
             self._writers[run] = writer
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
-        self._writers[run].write(Event(wall_time=time.time(), step=int(step), summary=summary).SerializeToString())
+        self._writers[run].write(event_bytes(time.time(), int(step), values))
+        self._dirty.add(run)
 
     def _prefix(self, seed: int | None) -> str:
         return "" if seed is None else f"seed_{seed}/"
@@ -91,10 +130,14 @@ class EventLog:
         self._write(run, scalars(record, self.EPOCH_KEYS), record["epoch"])
 
     def flush(self) -> None:
-        for writer in self._writers.values():
-            writer.flush()
+        """Hand what was written since the last flush to the operating system (no ``fsync``:
+        a level's events are written again by a resumed run)."""
+        for run in self._dirty:
+            self._writers[run]._writer.flush()
+        self._dirty.clear()
 
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+        self._dirty.clear()

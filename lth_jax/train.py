@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from typing import Any, Callable, Sequence
 
@@ -246,8 +247,10 @@ def early_stopping_update(best, counter, loss, patience):
 def diverged_loss(loss, divergence_loss=None):
     """Whether ``loss`` (a float, list or array) is NaN, infinite or above ``divergence_loss``:
     the divergence stop of the training loop, on the host (numpy) and in a compiled program."""
+    limit = math.inf if divergence_loss is None else divergence_loss
+    if isinstance(loss, float) and isinstance(limit, float):  # the loop's host check, every epoch of every replica
+        return not (math.isfinite(loss) and loss <= limit)
     xp = jnp if isinstance(loss, jax.Array) or isinstance(divergence_loss, jax.Array) else np
-    limit = xp.inf if divergence_loss is None else divergence_loss
     loss = xp.asarray(loss)
     return ~xp.all(xp.isfinite(loss) & (loss <= limit))
 

@@ -59,6 +59,9 @@ def test_every_plot_function_returns_a_figure_and_seeds_have_their_own_colour():
     levels = plots.plot_levels({0: level_rows(0), 1: level_rows(1), 2: level_rows(2)}, ["a", "b"])
     colours = {line.get_label().split("(seed ")[1]: to_hex(line.get_color()) for line in levels.axes[0].get_lines() if "seed" in line.get_label()}
     assert len(set(colours.values())) == 3  # one colour per seed
+    many = plots.plot_levels({s: level_rows(s) for s in range(32)}, ["a", "b"])  # the legends name the styles, not 128 lines
+    assert [[t.get_text() for t in ax.get_legend().get_texts()] for ax in many.axes] == [["a", "b"], ["remaining", "active"]]
+    assert many.axes[0].get_legend().get_title().get_text() == "32 seeds, a colour each"
     sweep = [{"x": x, "y": y, "category": c} for x, y, c in ((1, 31, "Separated"), (2, 31, "Degraded"), (1, 38, "Interconnected"))]
     params = {"fc": {"kernel": np.ones((4, 3))}, "conv": {"kernel": np.ones((3, 3, 2, 4))}}
     reports = [masks.sparsity_report(masks.global_magnitude_prune(params, masks.init_mask(params), fraction=f)) for f in (0.0, 0.2, 0.36)]

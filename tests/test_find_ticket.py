@@ -107,6 +107,33 @@ def events(directory):
     return accumulator
 
 
+def test_event_bytes_are_the_protos_and_a_level_flushes_what_it_wrote(tmp_path):
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    from lth_jax.tensorboard import EventLog, event_bytes
+
+    def proto(wall_time, step=0, values=None, file_version=None):
+        event = Event(wall_time=wall_time, step=step)
+        if file_version is not None:
+            event.file_version = file_version
+        if values is not None:
+            event.summary.CopyFrom(Summary(value=[Summary.Value(tag=t, simple_value=v) for t, v in values.items()]))
+        return event.SerializeToString()
+
+    odd = {"loss": 0.25, "zero": 0.0, "minus zero": -0.0, "é/0": float("nan"), "x" * 200: float("inf"), "tiny": 1e-45}
+    for wall_time, step, values in [(1.7e9, 0, None), (0.0, 0, {"a": 0.0}), (-0.0, 1, None), (1.5, 300, odd), (2.0, 2**40, {"b": -3.5})]:
+        assert event_bytes(wall_time, step, values) == proto(wall_time, step, values)
+    assert event_bytes(1.7e9, file_version="brain.Event:2") == proto(1.7e9, file_version="brain.Event:2")
+    log = EventLog(tmp_path)
+    log.epoch({"seed": 0, "level": 1, "epoch": 3, "train_loss": 0.5, "test_accuracy": [0.9, 0.8]}, by_seed=True)
+    log.level(1, {"weights_remaining": 10.0}, seed=0)  # flushed: readable while the run goes on
+    curves = events(tmp_path / "seed_0" / "level_01")
+    assert [(e.step, e.value) for e in curves.Scalars("test_accuracy/1")] == [(3, pytest.approx(0.8))]
+    assert [(e.step, e.value) for e in events(tmp_path / "seed_0" / "levels").Scalars("weights_remaining")] == [(1, 10.0)]
+    log.close()
+
+
 def test_presets_say_what_the_papers_say():
     sgd = morcos_vgg19_sgd.get_config()
     assert (sgd.model, sgd.dataset, sgd.rewind) == ("cifar_vgg_19", "cifar10", "1ep")

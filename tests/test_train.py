@@ -283,3 +283,13 @@ def test_divergence_reads_the_losses_and_the_flag_of_a_level():
     # the loop stopped it (say at a limit the record's rounded losses do not show): the flag alone says so
     assert divergence({"level": 0, "test_loss": 0.3, "diverged": True, "epochs": 2}, 0.7) == \
         "stopped at epoch 2 by the divergence rule (a loss NaN, infinite or above 100 × chance)"
+
+
+def test_diverged_loss_on_floats_is_the_array_rule():
+    from lth_jax.train import diverged_loss
+
+    for limit in (None, 2.0, np.float64(2.0), np.float32(2.0)):
+        for loss in (0.5, 2.0, 2.5, float("nan"), float("inf"), -float("inf")):
+            array_rule = bool(diverged_loss(np.array([loss]), limit))
+            assert diverged_loss(loss, limit) == array_rule == bool(diverged_loss(jax.numpy.asarray(loss), limit)), (loss, limit)
+            assert array_rule == (not np.isfinite(loss) or (limit is not None and loss > limit))
