@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lth_jax import parallel
+from lth_jax.data.arrays import padded_chunks
 from lth_jax.errors import UserError
 from lth_jax.masks import apply_mask
 from lth_jax.train import (
@@ -46,6 +47,8 @@ from lth_jax.train import (
 )
 
 __all__ = ["DataParallelEpochs", "VmappedEpochs", "build_executor"]
+
+END_SHARE = 0.5  # a vmapped chunk goes back to the host once this share of its rows stopped
 
 
 @jax.jit
@@ -131,22 +134,6 @@ def _unstack(tree, index: int):
     return jax.tree.map(lambda x: x[index], tree)
 
 
-def _padded_chunks(data, chunk_size: int):
-    """The eval data as ``[chunks, chunk, ...]`` device arrays, and a weight per example."""
-    n = len(data)
-    chunk = min(n, chunk_size)
-    chunks = -(-n // chunk)
-    pad = chunks * chunk - n
-
-    def padded(a):
-        return np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)]).reshape((chunks, chunk) + a.shape[1:])
-
-    weight = (np.arange(chunks * chunk) < n).astype(np.float32).reshape(chunks, chunk)
-    return padded(np.asarray(data.x)), padded(np.asarray(data.y)), weight
-
-
-
-
 @memoize
 def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
     """The jitted program of up to ``E`` epochs of every replica, their evaluation and
@@ -181,18 +168,20 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
         ``best[R]``, ``counter[R]``, ``patience`` (< 0: none) and ``left`` (epochs to
         the end of the schedule), ``real[R]`` (rows that are not padding). A replica that
         stops (early stopping, divergence) is frozen from the next epoch on; the chunk ends
-        once half the rows (or all) stopped. Returns the states, the epochs run, the
+        once END_SHARE of the rows (or all) stopped. Returns the states, the epochs run, the
         per-epoch sums and each row's last epoch (``halted_at``: E when it did not stop)."""
-        if jax.default_backend() == "cpu":  # one replica after the other: its loss does not depend on the others'
-            def evaluate_all(states, *data):
-                return jax.lax.map(lambda state: eval_one(state, *data), states)
-        else:
-            evaluate_all = jax.vmap(eval_one, in_axes=(0, None, None, None))
         # Train and eval sums are both metric sums of a batch (train_step's and eval_step's): their
         # shapes come from one replica's eval step, traced alone (tracing an epoch costs far more).
         rows = indices.shape[0]
         sums = jax.eval_shape(lambda state, x, y, w: evaluate_one(jax.tree.map(lambda a: a[0], state), {"x": x, "y": y, "weight": w}),
                               states, *(a[0] for a in arrays[2:]))
+        if jax.default_backend() == "cpu":  # one replica after the other (its loss does not depend on the others'), skipping frozen rows
+            def evaluate_all(states, live, *data):
+                skip = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), sums)
+                return jax.lax.map(lambda x: jax.lax.cond(x[1], lambda s: eval_one(s, *data), lambda s: skip, x[0]), (states, live))
+        else:
+            def evaluate_all(states, live, *data):
+                return jax.vmap(eval_one, in_axes=(0, None, None, None))(states, *data)
         eval_shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct((rows,) + a.shape, a.dtype), sums)
         outputs = jax.tree.map(lambda a: jnp.zeros((indices.shape[1],) + a.shape, a.dtype), (eval_shapes, eval_shapes))
 
@@ -206,14 +195,13 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
             states, train_sums = one_epoch(states, indices[:, j], weights[:, j], on, arrays)
             if jax.tree.map(lambda a: (a.shape, a.dtype), train_sums) != jax.tree.map(lambda a: (a.shape, a.dtype), eval_shapes):
                 raise AssertionError("the train step's metric sums are not shaped like the eval step's")
-            evaluated = plan["evaluated"][j]
+            evaluated, ran = plan["evaluated"][j], on.any(axis=1)
             eval_sums = jax.lax.cond(
-                evaluated, lambda s: evaluate_all(s, *arrays[2:]), lambda s: jax.tree.map(jnp.zeros_like, eval_shapes), states
+                evaluated, lambda s: evaluate_all(s, ran, *arrays[2:]), lambda s: jax.tree.map(jnp.zeros_like, eval_shapes), states
             )
             # the loop's rule on the loss that the host computes (float32 mean of the sums)
             loss = eval_sums["loss"] / jnp.maximum(eval_sums["count"], 1.0)
             new_best, new_counter, stops = early_stopping_update(best, counter, loss, plan["patience"])
-            ran = on.any(axis=1)
             update = ran & evaluated & (plan["patience"] >= 0)
             best, counter = jnp.where(update, new_best, best), jnp.where(update, new_counter, counter)
             # a diverged loss stops that replica too (the loop's rule, per replica)
@@ -222,9 +210,9 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
 
             diverging = ran & jax.vmap(diverged)(train_sums, loss)
             halted_at = jnp.where((update & stops & (j + 1 < plan["left"])) | diverging, j, halted_at)
-            # back to the host once half the rows stopped (it leaves them out), or every row
+            # back to the host once END_SHARE of the rows stopped (it leaves them out), or every row
             running = jnp.sum(plan["real"] & (halted_at > j))
-            stop = (running == 0) | ((rows > 2) & (2 * running <= rows))
+            stop = (running == 0) | ((rows > 2) & (running <= rows * (1 - END_SHARE)))
             outputs = jax.tree.map(lambda o, v: o.at[j].set(v), outputs, (train_sums, eval_sums))
             return j + 1, states, outputs, best, counter, halted_at, stop
 
@@ -243,6 +231,22 @@ def _epochs_program(model, tx, objective, preprocess, mask_forward: bool):
     with its rows (a partitioned program would round differently from one
     device; this gives the same numbers on every device count)."""
     return jax.jit(_vmapped_epochs(model, tx, objective, preprocess, mask_forward), donate_argnums=(0,))
+
+
+class _Kept:
+    """Arrays made on demand and kept while they fit in ``budget`` bytes (none is evicted)."""
+
+    def __init__(self, budget: int):
+        self.items, self.budget = {}, budget
+
+    def get(self, key, make):
+        found = self.items.get(key)
+        if found is None:
+            found = make()
+            if sum(a.nbytes for a in found) <= self.budget:
+                self.items[key] = found
+                self.budget -= sum(a.nbytes for a in found)
+        return found
 
 
 def _groups(running: list[int], total: int, devices: int) -> list[list[int]]:
@@ -264,27 +268,23 @@ def _bucket(rows: int, total: int) -> int:
 class VmappedEpochs:
     """All replicas' epochs, evaluation and early stopping in one compiled program.
 
-    The train step is ``jax.vmap``-ed over the replica axis and ``lax.scan``-ed
-    over the steps of an epoch; the epochs of a chunk (up to ``chunk_epochs``:
-    by default the whole schedule up to 128 epochs, fewer for large datasets,
-    until half the replicas stopped early) run in a ``lax.while_loop``; the datasets are
-    placed on the devices once: the host is visited once per chunk, not once
-    per epoch. The epoch orders are drawn on the host by the dataset's seeded
-    rule (the batches of the data-parallel executor). A replica that stops is
-    frozen in its row until the chunk ends, then left out of later chunks
-    (row counts of :func:`_bucket`, padded with frozen copies): a chunk ends once half its rows
-    stopped, so frozen rows cost at most as much as the rest. With several local devices the running
-    replicas are split over them, two rows or more per device, each device
-    running the same program on its rows (on a CPU: one device per core, see
-    :func:`lth_jax.parallel.cpu_devices_per_core`). Steps before a replica's
-    start (a resumed replica) are frozen.
-
+    The train step is ``jax.vmap``-ed over the replicas and ``lax.scan``-ed over
+    the steps of an epoch; a chunk's epochs (by default the whole schedule up to
+    128 epochs, fewer for large datasets) run in a ``lax.while_loop``, with the
+    datasets placed on the devices once. The epoch orders are drawn on the host
+    by the dataset's seeded rule (the data-parallel executor's batches). A
+    replica that stops is frozen in its row; the chunk ends once ``END_SHARE`` of
+    its rows stopped, and later chunks leave it out (row counts of :func:`_bucket`,
+    padded with frozen copies). With several local devices the running replicas
+    are split over them, two rows or more each, every device running the same
+    program (on a CPU one device per core: :func:`lth_jax.parallel.cpu_devices_per_core`).
+    Steps before a replica's start (a resumed replica) are frozen.
     ``executed_steps[r]`` counts the steps replica ``r`` was trained for by this
     executor, ``padding_steps`` the steps of padding rows.
     """
 
     MAX_CHUNK_EPOCHS, CHUNK_BYTES = 128, 32 << 20  # the default chunk: epochs, and bytes of epoch orders per replica
-    ORDER_CACHE_BYTES = 256 << 20  # epoch orders kept for the next levels
+    ORDER_CACHE_BYTES = 256 << 20  # epoch orders kept for the next levels (and as much again stacked)
 
     def __init__(self, model, tx, objective, train_data, eval_data, config: TrainConfig, *, preprocess=None, mask_forward=False,
                  eval_chunk: int = 10_000, chunk_epochs: int | None = None):
@@ -294,12 +294,12 @@ class VmappedEpochs:
             per_epoch = self.steps_per_epoch * config.batch_size * 8
             chunk_epochs = max(1, min(config.epochs, self.MAX_CHUNK_EPOCHS, self.CHUNK_BYTES // per_epoch))
         self.max_epochs = int(chunk_epochs)
-        self.arrays = (np.asarray(train_data.x), np.asarray(train_data.y)) + _padded_chunks(eval_data, eval_chunk)
+        self.arrays = (np.asarray(train_data.x), np.asarray(train_data.y)) + padded_chunks(eval_data, eval_chunk)
         self._program = _epochs_program(model, tx, objective, preprocess, mask_forward)
         self.devices = jax.local_devices() if jax.process_count() == 1 else jax.local_devices()[:1]
         self._placed: dict = {}
-        self._orders: dict = {}  # (data seed, epoch) -> the epoch's order: every level replays the same epochs
-        self._order_bytes = 0
+        self._orders = _Kept(self.ORDER_CACHE_BYTES)  # (data seed, epoch) -> its order: every level replays the same epochs
+        self._blocks = _Kept(self.ORDER_CACHE_BYTES)  # (data seed, epoch, epochs) -> those epochs' orders, stacked
         self._host = None
         self.executed_steps: np.ndarray | None = None
         self.padding_steps = 0
@@ -331,15 +331,13 @@ class VmappedEpochs:
 
     def _order(self, seed, epoch: int):
         """The epoch order of ``seed`` (the dataset's rule), kept for the next levels while it fits."""
-        key = (tuple(np.ravel(seed).tolist()), epoch)
-        found = self._orders.get(key)
-        if found is None:
-            found = self.train_data.epoch_indices(self.config.batch_size, seed=seed, epoch=epoch, drop_remainder=self.config.drop_remainder)
-            size = found[0].nbytes + found[1].nbytes
-            if self._order_bytes + size <= self.ORDER_CACHE_BYTES:
-                self._orders[key] = found
-                self._order_bytes += size
-        return found
+        return self._orders.get((tuple(np.ravel(seed).tolist()), epoch), lambda: self.train_data.epoch_indices(
+            self.config.batch_size, seed=seed, epoch=epoch, drop_remainder=self.config.drop_remainder))
+
+    def _block(self, seed, epoch: int, n_epochs: int):
+        """The orders of ``n_epochs`` epochs from ``epoch``, stacked (every level's first call asks for the same)."""
+        return self._blocks.get((tuple(np.ravel(seed).tolist()), epoch, n_epochs), lambda: tuple(
+            np.stack(a) for a in zip(*(self._order(seed, epoch + j) for j in range(n_epochs)))))
 
     def _inputs(self, rows, real: int, epoch, n_epochs, starts, data_seeds):
         config, spe, chunk = self.config, self.steps_per_epoch, self.max_epochs
@@ -347,8 +345,7 @@ class VmappedEpochs:
         weights = np.zeros((len(rows), chunk, spe, config.batch_size), np.float32)
         active = np.zeros((len(rows), chunk, spe), bool)
         for i, r in enumerate(rows[:real]):
-            for j in range(n_epochs):
-                indices[i, j], weights[i, j] = self._order(data_seeds[r], epoch + j)
+            indices[i, :n_epochs], weights[i, :n_epochs] = self._block(data_seeds[r], epoch, n_epochs)
             active[i, :n_epochs] = True
             active[i, 0] = np.arange(epoch * spe, (epoch + 1) * spe) >= starts[r]
         return indices, weights, active

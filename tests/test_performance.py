@@ -83,6 +83,25 @@ def test_replicas_that_stopped_are_not_trained_further():
     assert executor.padding_steps <= sum(max(steps) - s for s in steps)
 
 
+def test_frozen_rows_are_not_evaluated_and_the_running_rows_are_unchanged(monkeypatch):
+    model, tx, objective, data, config, replicas, spe = _replicas(range(4), patience=3, epochs=12)
+    executor = VmappedEpochs(model, tx, objective, data.train, data.test, config, chunk_epochs=12)
+    executor.devices = executor.devices[:1]
+    raw, program = [], executor._program
+    monkeypatch.setattr(executor, "_program", lambda *args: raw.append(program(*args)) or raw[-1])
+    carry = executor.start([r.state for r in replicas])
+    stopping = ([-np.inf, np.inf, np.inf, np.inf], [0] * 4, 3, None)  # row 0 never improves: it stops after epoch 3
+    carry, chunk, _ = executor.epochs(carry, 0, 12, [0] * 4, [r.data_seed for r in replicas], evaluated=[True] * 12,
+                                      stopping=stopping, rewind_step=None, capture=None)
+    _, ran, (_, eval_out), halted_at = jax.device_get(raw[0])
+    assert int(halted_at[0]) == 2 and int(ran) == 12 and [train[0] is None for train, _ in chunk] == [False] * 3 + [True] * 9
+    assert np.all(eval_out["count"][3:, 0] == 0) and np.all(eval_out["count"][:, 1:] == len(data.test))  # frozen: not evaluated
+    alone = fit_replicas(replicas[1:], VmappedEpochs(model, tx, objective, data.train, data.test, config, chunk_epochs=12), config,
+                         log_fn=lambda line: None)
+    for r, result in enumerate(alone, 1):  # the others' records are those of a run without the frozen row
+        assert [e["test_loss"] for e in result.history] == [float(chunk[j][1][r]["loss"] / chunk[j][1][r]["count"]) for j in range(12)]
+
+
 def test_chunked_epochs_give_the_records_of_one_epoch_per_call():
     model, tx, objective, data, config, replicas, _ = _replicas(range(2), patience=3)
     long = fit_replicas(replicas, VmappedEpochs(model, tx, objective, data.train, data.test, config, chunk_epochs=16), config, log_fn=lambda line: None)

@@ -9,7 +9,7 @@ import numpy as np
 
 from lth_jax.errors import UserError
 
-__all__ = ["ArrayDataset", "TaskData", "standardize", "epoch_order", "steps_per_epoch", "local_rows"]
+__all__ = ["ArrayDataset", "TaskData", "standardize", "epoch_order", "steps_per_epoch", "local_rows", "padded_chunks"]
 
 
 def steps_per_epoch(n: int, batch_size: int, drop_remainder: bool = False) -> int:
@@ -147,3 +147,17 @@ def standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nda
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     return ((train - mean) / std).astype(np.float32), ((test - mean) / std).astype(np.float32)
+
+
+def padded_chunks(data, chunk_size: int):
+    """``data`` (with ``x`` and ``y``) as ``[chunks, chunk, ...]`` arrays padded with zeros, and a weight per example (0: padding)."""
+    n = len(data)
+    chunk = min(n, chunk_size)
+    chunks = -(-n // chunk)
+    pad = chunks * chunk - n
+
+    def padded(a):
+        return np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)]).reshape((chunks, chunk) + a.shape[1:])
+
+    weight = (np.arange(chunks * chunk) < n).astype(np.float32).reshape(chunks, chunk)
+    return padded(np.asarray(data.x)), padded(np.asarray(data.y)), weight
