@@ -41,7 +41,8 @@ from lth_jax.thesis_rows import summary as summary_of
 from lth_jax.train import TrainConfig, make_eval_step
 from lth_jax.trajectory import PruningPlan, extension_shape, extension_trajectory, weight_count
 
-__all__ = ["ThesisConfig", "default_config", "run_parallel_tasks", "run_parallel_tasks_pack", "pack_groups", "run", "format_row"]
+__all__ = ["ThesisConfig", "default_config", "run_parallel_tasks", "run_parallel_tasks_pack", "train_parallel_tasks_pack", "pack_groups", "run",
+           "format_row"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,21 +288,33 @@ def run_parallel_tasks_pack(points: Sequence[tuple[ThesisConfig, str | os.PathLi
     (:func:`lth_jax.imp_pack.run_imp_pack`): level ``l`` of every experiment's seeds in
     one program. Each experiment is what :func:`run_parallel_tasks` makes of it
     (its workdir, resume, results); returns their summaries."""
+    return train_parallel_tasks_pack(points, log_fn=log_fn, progress=progress)()
+
+
+def train_parallel_tasks_pack(points: Sequence[tuple[ThesisConfig, str | os.PathLike]], *, log_fn: Callable[[str], None] = print,
+                              progress: bool | None = None) -> Callable[[], list[dict]]:
+    """:func:`run_parallel_tasks_pack` up to the end of training; returns what finishes it
+    (summaries, figures, the first divergence raised), to call in any thread: a sweep
+    draws one pack's figures while the next pack trains."""
     experiments = [_Experiment(config, workdir, log_fn, progress if len(points) == 1 else False) for config, workdir in points]
     try:
         run_imp_pack([e.job for e in experiments])
     finally:
         for e in experiments:
             e.close()
-    summaries, errors = [], []
-    for e in experiments:  # every experiment's results written, then its first divergence reported
-        try:
-            summaries.append(e.finish())
-        except UserError as error:
-            errors.append(error)
-    if errors:
-        raise errors[0]
-    return summaries
+
+    def finish() -> list[dict]:
+        summaries, errors = [], []
+        for e in experiments:  # every experiment's results written, then its first divergence reported
+            try:
+                summaries.append(e.finish())
+            except UserError as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]
+        return summaries
+
+    return finish
 
 
 def pack_groups(configs: Sequence[ThesisConfig], pack: bool = True) -> list[list[int]]:

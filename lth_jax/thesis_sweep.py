@@ -23,9 +23,10 @@ from etils import epath
 from ml_collections import config_dict
 
 from lth_jax.errors import UserError
-from lth_jax.parallel_tasks import ThesisConfig, pack_groups, run_parallel_tasks_pack
+from lth_jax.parallel_tasks import ThesisConfig, pack_groups, train_parallel_tasks_pack
 from lth_jax.parallel_tasks import default_config as experiment_config
 from lth_jax.results import read_json, read_jsonl, remove_temporaries, write_csv, write_json, write_jsonl
+from lth_jax.trajectory import weight_count
 
 __all__ = ["GRIDS", "sweep_points", "run_sweep", "sweep_report", "default_config", "run"]
 
@@ -64,34 +65,50 @@ def run_sweep(grid: str, base: ThesisConfig, workdir: str | os.PathLike, *, log_
     ``pack``: the points of one MLP shape (E4's numbers of levels at a width) train
     as one IMP run (:func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`), otherwise
     one point at a time. ``workers``: that many points (or packs) train at once, in
-    threads: each keeps the devices busy while another waits for a last seed or
-    works on the host. Neither changes what a point computes."""
+    threads, the costliest first: each keeps the devices busy while another waits
+    for a last seed or works on the host; another thread writes each pack's
+    summaries and figures. Neither changes what a point computes."""
     workdir = epath.Path(workdir)
     remove_temporaries(workdir)
-    rows = []
+    rows: list[dict] = []
     points = sweep_points(grid, **narrow)
     configs = [dataclasses.replace(base, **overrides) for _, overrides, _, _ in points]
     groups = pack_groups(configs, pack)
 
-    def run_group(group: list[int]) -> list[dict]:
+    def train_group(group: list[int]) -> Callable[[], list[dict]]:
         for i in group:
             log_fn(f"[{i + 1}/{len(points)}] {grid} {points[i][0]}")
-        return run_parallel_tasks_pack([(configs[i], workdir / points[i][0]) for i in group], log_fn=log_fn,
-                                       progress=None if workers == 1 else False)
+        return train_parallel_tasks_pack([(configs[i], workdir / points[i][0]) for i in group], log_fn=log_fn,
+                                         progress=None if workers == 1 else False)
 
-    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
-        futures = [pool.submit(run_group, group) for group in groups]
+    def point_rows(group: list[int], summaries: list[dict]) -> list[dict]:
+        return [{"grid": grid, "point": points[i][0], "x": points[i][2], "y": points[i][3], "seed": int(seed), **s}
+                for i, summary in zip(group, summaries) for seed, s in summary["seeds"].items()]
+
+    # The costliest packs first (the workers then end together), and a pack's summaries and
+    # figures finished in their own thread while its worker trains the next pack.
+    order = sorted(range(len(groups)), key=lambda g: -sum(_cost(configs[i]) for i in groups[g]))
+    done: dict[int, list[dict]] = {}
+    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool, concurrent.futures.ThreadPoolExecutor(1) as finisher:
+        trained = {g: pool.submit(train_group, groups[g]) for g in order}
+        finished = {g: finisher.submit(lambda future=trained[g]: future.result()()) for g in order}
         try:
-            for group, future in zip(groups, futures):  # rows in the order of the points
-                for i, summary in zip(group, future.result()):
-                    name, _, x, y = points[i]
-                    rows += [{"grid": grid, "point": name, "x": x, "y": y, "seed": int(seed), **s} for seed, s in summary["seeds"].items()]
+            for g in order:
+                done[g] = point_rows(groups[g], finished[g].result())
+                rows = [row for k in sorted(done) for row in done[k]]  # in the order of the points
                 write_jsonl(workdir / "sweep.jsonl", rows)
         finally:
-            for future in futures:  # after an error: the points not started yet are not run
+            for future in [*trained.values(), *finished.values()]:  # after an error: the points not started yet are not run
                 future.cancel()
     write_json(workdir / "sweep.json", {"grid": grid, "points": [p[0] for p in points], "base": base.to_dict()})
     return rows
+
+
+def _cost(config: ThesisConfig) -> int:
+    """A point's training cost, for ordering: weights × levels × seeds."""
+    shape, plan = config.network()
+    weights = weight_count(shape)
+    return weights * len(plan.trajectory(weights)) * len(config.seeds)
 
 
 def sweep_report(workdir: str | os.PathLike) -> list[epath.Path]:

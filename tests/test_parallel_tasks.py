@@ -284,3 +284,32 @@ def test_a_sweep_without_workers_is_refused_in_one_line(tmp_path):
          "--config.workers=0"], cwd=REPO, capture_output=True, text=True, timeout=300, env=script_env(),
     )
     assert_one_line_error(proc, "--config.workers=0: 0 is below 1; workers is an integer >= 1")
+
+
+def test_a_sweep_trains_the_costliest_pack_first_and_finishes_it_while_its_worker_trains_the_next(tmp_path, monkeypatch):
+    import threading
+
+    from lth_jax import thesis_sweep
+
+    second_started, started, waited = threading.Event(), [], []
+    train = thesis_sweep.train_parallel_tasks_pack
+
+    def tracked(points, **kwargs):
+        first = not started
+        started.append(points[0][1].name)
+        if not first:
+            second_started.set()
+        finish = train(points, **kwargs)
+
+        def finish_later():
+            if first:  # the first pack is finished only once its worker trains the next (or never: a timeout)
+                waited.append(second_started.wait(timeout=120))
+            return finish()
+
+        return finish_later
+
+    monkeypatch.setattr(thesis_sweep, "train_parallel_tasks_pack", tracked)
+    base = ThesisConfig(extension_level=1, seeds=(0,), epochs=2, patience=None, learning_rate=1e-2)
+    rows = thesis_sweep.run_sweep("e4", base, tmp_path, widths=(6, 8), level_counts=(1,), target=30, workers=1, log_fn=lambda line: None)
+    assert started == ["w8_L01", "w6_L01"] and waited == [True]  # the costlier pack first
+    assert [r["point"] for r in rows] == ["w6_L01", "w8_L01"] and (tmp_path / "w6_L01" / "figures" / "levels.png").exists()
