@@ -133,7 +133,8 @@ class EventLog:
         """Hand what was written since the last flush to the operating system (no ``fsync``:
         a level's events are written again by a resumed run)."""
         for run in self._dirty:
-            self._writers[run]._writer.flush()
+            writer = self._writers[run]
+            getattr(writer, "_writer", writer).flush()  # the record writer's file (its own flush() also fsyncs)
         self._dirty.clear()
 
     def close(self) -> None:
