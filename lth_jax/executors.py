@@ -177,7 +177,7 @@ def _vmapped_epochs(model, tx, objective, preprocess, mask_forward: bool):
                               states, *(a[0] for a in arrays[2:]))
         if jax.default_backend() == "cpu":  # one replica after the other (its loss does not depend on the others'), skipping frozen rows
             def evaluate_all(states, live, *data):
-                skip = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), sums)
+                skip = jax.tree.map(jnp.zeros_like, sums)
                 return jax.lax.map(lambda x: jax.lax.cond(x[1], lambda s: eval_one(s, *data), lambda s: skip, x[0]), (states, live))
         else:
             def evaluate_all(states, live, *data):
@@ -243,9 +243,9 @@ class _Kept:
         found = self.items.get(key)
         if found is None:
             found = make()
-            if sum(a.nbytes for a in found) <= self.budget:
-                self.items[key] = found
-                self.budget -= sum(a.nbytes for a in found)
+            size = sum(a.nbytes for a in found)
+            if size <= self.budget:
+                self.items[key], self.budget = found, self.budget - size
         return found
 
 
