@@ -29,9 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lth_jax import parallel
-from lth_jax.data.arrays import padded_chunks
+from lth_jax.data.arrays import EpochOrders, padded_chunks
 from lth_jax.errors import UserError
 from lth_jax.masks import apply_mask
+from lth_jax.models.mlp import WidthPadding
 from lth_jax.train import (
     TrainConfig,
     TrainState,
@@ -233,22 +234,6 @@ def _epochs_program(model, tx, objective, preprocess, mask_forward: bool):
     return jax.jit(_vmapped_epochs(model, tx, objective, preprocess, mask_forward), donate_argnums=(0,))
 
 
-class _Kept:
-    """Arrays made on demand and kept while they fit in ``budget`` bytes (none is evicted)."""
-
-    def __init__(self, budget: int):
-        self.items, self.budget = {}, budget
-
-    def get(self, key, make):
-        found = self.items.get(key)
-        if found is None:
-            found = make()
-            size = sum(a.nbytes for a in found)
-            if size <= self.budget:
-                self.items[key], self.budget = found, self.budget - size
-        return found
-
-
 def _groups(running: list[int], total: int, devices: int) -> list[list[int]]:
     """The running replicas split over at most ``devices`` groups of two or more rows
     each (one group when there is one replica: a vmap of one row rounds differently)."""
@@ -278,7 +263,8 @@ class VmappedEpochs:
     padded with frozen copies). With several local devices the running replicas
     are split over them, two rows or more each, every device running the same
     program (on a CPU one device per core: :func:`lth_jax.parallel.cpu_devices_per_core`).
-    Steps before a replica's start (a resumed replica) are frozen.
+    Steps before a replica's start (a resumed replica) are frozen. On a CPU an MLP
+    runs at the hidden widths of :class:`lth_jax.models.mlp.WidthPadding` (``pad_widths``).
     ``executed_steps[r]`` counts the steps replica ``r`` was trained for by this
     executor, ``padding_steps`` the steps of padding rows.
     """
@@ -287,8 +273,11 @@ class VmappedEpochs:
     ORDER_CACHE_BYTES = 256 << 20  # epoch orders kept for the next levels (and as much again stacked)
 
     def __init__(self, model, tx, objective, train_data, eval_data, config: TrainConfig, *, preprocess=None, mask_forward=False,
-                 eval_chunk: int = 10_000, chunk_epochs: int | None = None):
+                 eval_chunk: int = 10_000, chunk_epochs: int | None = None, pad_widths: bool | None = None):
         self.train_data, self.config = train_data, config
+        # an MLP runs at hidden widths that XLA's CPU dots handle faster (None: on a CPU), its extra units pruned
+        self._padding = WidthPadding.for_model(model) if (jax.default_backend() == "cpu" if pad_widths is None else pad_widths) else None
+        model = model if self._padding is None else self._padding.model
         self.steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
         if chunk_epochs is None:  # a level in one call when it fits, the epoch orders of a chunk under ~32 MB per replica
             per_epoch = self.steps_per_epoch * config.batch_size * 8
@@ -298,8 +287,7 @@ class VmappedEpochs:
         self._program = _epochs_program(model, tx, objective, preprocess, mask_forward)
         self.devices = jax.local_devices() if jax.process_count() == 1 else jax.local_devices()[:1]
         self._placed: dict = {}
-        self._orders = _Kept(self.ORDER_CACHE_BYTES)  # (data seed, epoch) -> its order: every level replays the same epochs
-        self._blocks = _Kept(self.ORDER_CACHE_BYTES)  # (data seed, epoch, epochs) -> those epochs' orders, stacked
+        self._orders = EpochOrders(train_data, config.batch_size, config.drop_remainder, self.ORDER_CACHE_BYTES)
         self._host = None
         self.executed_steps: np.ndarray | None = None
         self.padding_steps = 0
@@ -313,7 +301,8 @@ class VmappedEpochs:
 
     def start(self, states: Sequence[TrainState]):
         self.executed_steps = np.zeros(len(states), np.int64)
-        return _stack([s.replace(params=apply_mask(s.params, s.mask)) for s in jax.device_get(list(states))])
+        states = [s.replace(params=apply_mask(s.params, s.mask)) for s in jax.device_get(list(states))]
+        return _stack(states if self._padding is None else map(self._padding.pad, states))
 
     def _to_host(self, carry):
         if self._host is None or self._host[0] is not carry:
@@ -322,22 +311,13 @@ class VmappedEpochs:
 
     def state(self, carry, r: int) -> TrainState:
         """Replica ``r``'s state, as host arrays (the carry is copied to the host once)."""
-        return _unstack(self._to_host(carry), r)
+        state = _unstack(self._to_host(carry), r)
+        return state if self._padding is None else self._padding.unpad(state)
 
     def _arrays(self, device):
         if device not in self._placed:
             self._placed[device] = jax.device_put(self.arrays, device)
         return self._placed[device]
-
-    def _order(self, seed, epoch: int):
-        """The epoch order of ``seed`` (the dataset's rule), kept for the next levels while it fits."""
-        return self._orders.get((tuple(np.ravel(seed).tolist()), epoch), lambda: self.train_data.epoch_indices(
-            self.config.batch_size, seed=seed, epoch=epoch, drop_remainder=self.config.drop_remainder))
-
-    def _block(self, seed, epoch: int, n_epochs: int):
-        """The orders of ``n_epochs`` epochs from ``epoch``, stacked (every level's first call asks for the same)."""
-        return self._blocks.get((tuple(np.ravel(seed).tolist()), epoch, n_epochs), lambda: tuple(
-            np.stack(a) for a in zip(*(self._order(seed, epoch + j) for j in range(n_epochs)))))
 
     def _inputs(self, rows, real: int, epoch, n_epochs, starts, data_seeds):
         config, spe, chunk = self.config, self.steps_per_epoch, self.max_epochs
@@ -345,7 +325,7 @@ class VmappedEpochs:
         weights = np.zeros((len(rows), chunk, spe, config.batch_size), np.float32)
         active = np.zeros((len(rows), chunk, spe), bool)
         for i, r in enumerate(rows[:real]):
-            indices[i, :n_epochs], weights[i, :n_epochs] = self._block(data_seeds[r], epoch, n_epochs)
+            indices[i, :n_epochs], weights[i, :n_epochs] = self._orders.block(data_seeds[r], epoch, n_epochs)
             active[i, :n_epochs] = True
             active[i, 0] = np.arange(epoch * spe, (epoch + 1) * spe) >= starts[r]
         return indices, weights, active

@@ -31,16 +31,19 @@ __all__ = ["EventLog", "scalars", "event_bytes"]
 def scalars(record: dict, keys=None) -> dict[str, float]:
     """The numeric entries of a record, lists (one value per task) as ``name/i``."""
     out = {}
-    for key, value in record.items():
-        if keys is not None and key not in keys:
-            continue
+    for key, value in (record.items() if keys is None else ((k, record[k]) for k in keys if k in record)):
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, (int, float)):
             out[key] = float(value)
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
-            out.update({f"{key}/{i}": float(v) for i, v in enumerate(value)})
+            out.update(zip(_task_tags(key, len(value)), map(float, value)))
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _task_tags(key: str, count: int) -> tuple[str, ...]:
+    return tuple(f"{key}/{i}" for i in range(count))
 
 
 def _varint(value: int) -> bytes:

@@ -380,14 +380,10 @@ def rewind_step(spec: int | str, steps_per_epoch: int, total_steps: int, *, prun
     return step
 
 
-def _to_python(value):
-    value = np.asarray(value)
-    return float(value) if value.ndim == 0 else [float(v) for v in value]
-
-
 def averages(sums: dict, prefix: str) -> dict:
-    count = float(sums["count"])
-    return {f"{prefix}_{k}": _to_python(np.asarray(v) / max(count, 1.0)) for k, v in sums.items() if k != "count"}
+    """``{prefix}_{name}``: each summed metric over ``count``, as Python floats (lists per task)."""
+    count = max(float(sums["count"]), 1.0)
+    return {f"{prefix}_{k}": (np.asarray(v) / count).tolist() for k, v in sums.items() if k != "count"}
 
 
 def sum_trees(trees: Sequence[dict]) -> dict:

@@ -10,10 +10,12 @@ import pytest
 from conftest import run_python
 
 from lth_jax import objectives
+from lth_jax.data.arrays import EpochOrders
 from lth_jax.data.synthetic import moons_circles
 from lth_jax.executors import VmappedEpochs, _bucket, _groups
 from lth_jax.loop import Replica, fit_replicas
 from lth_jax.models import MLP
+from lth_jax.models.mlp import WidthPadding
 from lth_jax.optim import OptimizerRecipe, make_optimizer
 from lth_jax.train import TrainConfig, create_train_state, init_variables
 
@@ -60,9 +62,9 @@ def test_a_thesis_level_is_one_visit_of_the_host(monkeypatch, tmp_path):
     assert calls == [80] * levels
 
 
-def _replicas(seeds, patience, epochs=40, learning_rate=3e-2, optimizer="adam"):
+def _replicas(seeds, patience, epochs=40, learning_rate=3e-2, optimizer="adam", shape=(4, 16, 16, 2)):
     data = moons_circles()
-    model = MLP((4, 16, 16, 2))
+    model = MLP(shape)
     config = TrainConfig(epochs=epochs, batch_size=200, optimizer=OptimizerRecipe(name=optimizer, learning_rate=learning_rate),
                          early_stopping_patience=patience, log_every_epochs=0)
     spe = data.train.steps_per_epoch(config.batch_size)
@@ -112,6 +114,56 @@ def test_chunked_epochs_give_the_records_of_one_epoch_per_call():
                [{k: v for k, v in r.items() if k != "examples_per_second"} for r in b.history]
         for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
             np.testing.assert_array_equal(x, y)
+
+
+def test_epoch_orders_are_the_datasets_rule_kept_as_int32_with_one_weights_array():
+    data = moons_circles().train
+    steps = data.steps_per_epoch(64)
+    orders = EpochOrders(data, 64, False, budget=10 * steps * 64 * 4)  # ten epochs of int32 indices; the weights are not counted
+    for epoch in range(12):
+        indices, weights = orders.order((0, 1), epoch)
+        expected = data.epoch_indices(64, seed=(0, 1), epoch=epoch)
+        assert indices.dtype == np.int32 and np.shares_memory(weights, orders._weights)
+        np.testing.assert_array_equal(indices, expected[0])
+        np.testing.assert_array_equal(weights, expected[1])
+    assert len(orders._orders.items) == 10
+    block = orders.block((0, 1), 2, 5)
+    assert block[0].shape == (5, steps, 64)
+    np.testing.assert_array_equal(block[0][1], data.epoch_indices(64, seed=(0, 1), epoch=3)[0])
+
+
+def test_widths_that_cpu_dots_handle_slowly_are_padded_with_pruned_units():
+    assert [getattr(WidthPadding.for_model(MLP(shape)), "padded", None) for shape in ((4, 31, 31, 2), (4, 38, 40, 2), (4, 48, 48, 2), (4, 57, 57, 2))] \
+        == [(4, 32, 32, 2), (4, 40, 40, 2), None, None]  # 57 -> 64 would add more than 1/16 (and was slower)
+    assert WidthPadding.for_model(object()) is None
+    model, tx, *_, replicas, _ = _replicas(range(1), patience=None, shape=(4, 31, 38, 2))
+    padding = WidthPadding.for_model(model)
+    state = jax.device_get(replicas[0].state)
+    wide = padding.pad(state)
+    assert wide.params["hidden_1"]["kernel"].shape == (32, 40) and wide.opt_state[0].mu["output"]["kernel"].shape == (40, 2)
+    assert not wide.mask["hidden_0"]["kernel"][:, 31:].any() and not wide.params["hidden_1"]["bias"][38:].any()
+    for a, b in zip(jax.tree.leaves(padding.unpad(wide)), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_padded_executor_trains_the_same_network_and_its_extra_units_stay_pruned():
+    results = {}
+    for pad in (True, False):
+        model, tx, objective, data, config, replicas, _ = _replicas(range(3), patience=None, epochs=6, shape=(4, 31, 31, 2))
+        executor = VmappedEpochs(model, tx, objective, data.train, data.test, config, pad_widths=pad)
+        results[pad] = fit_replicas(replicas, executor, config, log_fn=lambda line: None)
+        trained = executor._host[1]  # the program's last carry (rows stacked), at its own widths
+        assert trained.params["hidden_0"]["kernel"].shape == ((3, 4, 32) if pad else (3, 4, 31))
+        if pad:  # the extra unit: no weights in or out, no bias, no optimizer moments
+            for tree in (trained.params, trained.opt_state[0].mu, trained.opt_state[0].nu):
+                assert not (tree["hidden_0"]["kernel"][..., 31].any() or tree["hidden_0"]["bias"][..., 31].any()
+                            or tree["hidden_1"]["kernel"][:, 31].any() or tree["hidden_1"]["kernel"][..., 31].any())
+            assert trained.params["hidden_0"]["kernel"][..., :31].any()
+    for wide, plain in zip(results[True], results[False]):
+        assert jax.tree.map(np.shape, wide.state) == jax.tree.map(np.shape, plain.state)  # the model's own widths
+        for a, b in zip(jax.tree.leaves(wide.state.params), jax.tree.leaves(plain.state.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose([r["test_loss"] for r in wide.history], [r["test_loss"] for r in plain.history], rtol=1e-5)
 
 
 @pytest.mark.parametrize("running,total,expected", [(4, 4, [[0, 1, 2, 3]]), (1, 1, [[0]]), (3, 8, [[0, 1, 2]])])

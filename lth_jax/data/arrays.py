@@ -9,7 +9,7 @@ import numpy as np
 
 from lth_jax.errors import UserError
 
-__all__ = ["ArrayDataset", "TaskData", "standardize", "epoch_order", "steps_per_epoch", "local_rows", "padded_chunks"]
+__all__ = ["ArrayDataset", "TaskData", "standardize", "epoch_order", "steps_per_epoch", "local_rows", "padded_chunks", "EpochOrders"]
 
 
 def steps_per_epoch(n: int, batch_size: int, drop_remainder: bool = False) -> int:
@@ -161,3 +161,44 @@ def padded_chunks(data, chunk_size: int):
 
     weight = (np.arange(chunks * chunk) < n).astype(np.float32).reshape(chunks, chunk)
     return padded(np.asarray(data.x)), padded(np.asarray(data.y)), weight
+
+
+class _Kept:
+    """Arrays made on demand and kept while they fit in ``budget`` bytes (none is evicted)."""
+
+    def __init__(self, budget: int):
+        self.items, self.budget = {}, budget
+
+    def get(self, key, make):
+        found = self.items.get(key)
+        if found is None:
+            found = make()
+            size = sum(a.nbytes for a in found if a.base is None)  # views of a shared array are not counted
+            if size <= self.budget:
+                self.items[key], self.budget = found, self.budget - size
+        return found
+
+
+class EpochOrders:
+    """The epoch orders of ``data`` (its ``epoch_indices``), int32 indices and weights, kept
+    for reuse while they fit in ``budget`` bytes: every IMP level replays the same epochs.
+    ``block`` stacks consecutive epochs (kept in as much again: a level's first chunk asks
+    every level for the same one)."""
+
+    def __init__(self, data, batch_size: int, drop_remainder: bool, budget: int):
+        self.data, self.batch_size, self.drop_remainder = data, batch_size, drop_remainder
+        self._orders, self._blocks, self._weights = _Kept(budget), _Kept(budget), None
+
+    def order(self, seed, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        def make():
+            indices, weights = self.data.epoch_indices(self.batch_size, seed=seed, epoch=epoch, drop_remainder=self.drop_remainder)
+            if self._weights is None or not np.array_equal(weights, self._weights):
+                self._weights = weights
+            return indices.astype(np.int32), self._weights.view()  # the weights are kept once while they repeat
+
+        return self._orders.get((tuple(np.ravel(seed).tolist()), epoch), make)
+
+    def block(self, seed, epoch: int, n_epochs: int) -> tuple[np.ndarray, np.ndarray]:
+        """The orders of ``n_epochs`` epochs from ``epoch``, stacked: ``[n_epochs, steps, batch]``."""
+        return self._blocks.get((tuple(np.ravel(seed).tolist()), epoch, n_epochs), lambda: tuple(
+            np.stack(a) for a in zip(*(self.order(seed, epoch + j) for j in range(n_epochs)))))
