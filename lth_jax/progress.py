@@ -35,7 +35,8 @@ class Progress:
         self.seen[key] = self.seen.get(key, 0) + 1
         self.bar.update(1)
         loss = record.get("test_loss", record.get("val_loss", record.get("train_loss")))
-        self.bar.set_postfix_str(f"level {key[1]} epoch {record['epoch']}" + (f" loss {loss:.4f}" if isinstance(loss, float) else ""))
+        # drawn when update() redraws (tqdm's mininterval), not once per seed-epoch
+        self.bar.set_postfix_str(f"level {key[1]} epoch {record['epoch']}" + (f" loss {loss:.4f}" if isinstance(loss, float) else ""), refresh=False)
 
     def level(self, record: dict) -> None:
         """A level is over: the epochs it did not run (early stopping, read back) count as done."""

@@ -22,3 +22,13 @@ def test_the_bar_counts_epochs_and_levels_that_end_early(monkeypatch, capsys):
     assert "a log line" in capsys.readouterr().out and "12/24" in err.getvalue()  # lines on stdout, the bar on stderr
     quiet = Progress(levels=3, epochs=4)  # not a terminal: no bar, lines printed as they come
     assert quiet.bar is None
+
+
+def test_the_bar_is_not_redrawn_at_every_epoch(monkeypatch):
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    bar = Progress(levels=1, epochs=2000, seeds=1, enabled=True)
+    for epoch in range(1, 2001):  # a sweep reports ~2M seed-epochs: a redraw each would cost more than the epochs
+        bar.epoch({"seed": 0, "level": 0, "epoch": epoch, "test_loss": 0.5})
+    bar.close()
+    assert err.getvalue().count("\r") < 100 and "2000/2000" in err.getvalue()
