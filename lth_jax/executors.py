@@ -275,8 +275,9 @@ class VmappedEpochs:
     def __init__(self, model, tx, objective, train_data, eval_data, config: TrainConfig, *, preprocess=None, mask_forward=False,
                  eval_chunk: int = 10_000, chunk_epochs: int | None = None, pad_widths: bool | None = None):
         self.train_data, self.config = train_data, config
-        # an MLP runs at hidden widths that XLA's CPU dots handle faster (None: on a CPU), its extra units pruned
-        self._padding = WidthPadding.for_model(model) if (jax.default_backend() == "cpu" if pad_widths is None else pad_widths) else None
+        if pad_widths is None:  # an MLP runs at hidden widths that XLA's CPU dots handle faster, its extra units pruned
+            pad_widths = jax.default_backend() == "cpu"
+        self._padding = WidthPadding.for_model(model) if pad_widths else None
         model = model if self._padding is None else self._padding.model
         self.steps_per_epoch = train_data.steps_per_epoch(config.batch_size, config.drop_remainder)
         if chunk_epochs is None:  # a level in one call when it fits, the epoch orders of a chunk under ~32 MB per replica

@@ -133,8 +133,8 @@ def test_epoch_orders_are_the_datasets_rule_kept_as_int32_with_one_weights_array
 
 
 def test_widths_that_cpu_dots_handle_slowly_are_padded_with_pruned_units():
-    assert [getattr(WidthPadding.for_model(MLP(shape)), "padded", None) for shape in ((4, 31, 31, 2), (4, 38, 40, 2), (4, 48, 48, 2), (4, 57, 57, 2))] \
-        == [(4, 32, 32, 2), (4, 40, 40, 2), None, None]  # 57 -> 64 would add more than 1/16 (and was slower)
+    assert [getattr(WidthPadding.for_model(MLP(shape)), "padded", None) for shape in ((4, 31, 31, 2), (4, 38, 40, 2), (4, 48, 48, 2), (4, 57, 57, 2), (4, 437, 2), (4, 2046, 2))] \
+        == [(4, 32, 32, 2), (4, 40, 40, 2), None, None, (4, 440, 2), None]  # 57 -> 64 adds more than 1/16; 2048 ran slower
     assert WidthPadding.for_model(object()) is None
     model, tx, *_, replicas, _ = _replicas(range(1), patience=None, shape=(4, 31, 38, 2))
     padding = WidthPadding.for_model(model)
