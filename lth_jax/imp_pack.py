@@ -16,7 +16,7 @@ once and its result saved by each run.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -30,13 +30,16 @@ __all__ = ["run_imp_pack"]
 _SHARED_OPTIONS = ("rewind", "vmap", "prunable", "mesh", "preprocess", "eval_name", "divergence_loss")
 
 
-def run_imp_pack(jobs: Sequence[tuple[tuple, dict]]) -> list[list[ImpResult]]:
+def run_imp_pack(jobs: Sequence[tuple[tuple, dict]], *,
+                 on_run_done: Callable[[int, list[ImpResult]], None] | None = None) -> list[list[ImpResult]]:
     """Run the :func:`lth_jax.imp.run_imp_seeds` calls ``jobs`` (``(args, kwargs)`` each) as one.
 
     The runs must share the model, objective, datasets and training config (the
     arguments before the plan) and the options that change how replicas train
     (rewind, vmap, prunable, mesh, preprocess, eval name, divergence limit).
     Returns each run's results, as :func:`~lth_jax.imp.run_imp_seeds` would.
+    ``on_run_done(i, results)`` is called as soon as run ``i`` has no level left to
+    train (its last level, or every seed stopped), while the others go on.
     """
     runs = []
     for args, kwargs in jobs:
@@ -56,11 +59,16 @@ def run_imp_pack(jobs: Sequence[tuple[tuple, dict]]) -> list[list[ImpResult]]:
         imp.tx, imp.executor = first.tx, first.executor  # one program for every run
     if len({imp.rewind_step for imp, _ in runs}) > 1:
         raise UserError("the runs of a pack must rewind to the same step")
+    done: set[int] = set()
     for level in range(max(len(imp.counts) for imp, _ in runs)):
         to_train = [(imp, s) for imp, seeds in runs if level < len(imp.counts) for s in seeds
                     if s.stopped_at is None and not imp.read_finished_level(s, level)]
         if to_train:
             _train_level(first, to_train, level)
+        for i, (imp, seeds) in enumerate(runs):
+            if on_run_done is not None and i not in done and all(level + 1 >= len(imp.counts) or s.stopped_at is not None for s in seeds):
+                done.add(i)
+                on_run_done(i, [s.result(imp.counts) for s in seeds])
     return [[s.result(imp.counts) for s in seeds] for imp, seeds in runs]
 
 

@@ -292,22 +292,30 @@ def run_parallel_tasks_pack(points: Sequence[tuple[ThesisConfig, str | os.PathLi
 
 
 def train_parallel_tasks_pack(points: Sequence[tuple[ThesisConfig, str | os.PathLike]], *, log_fn: Callable[[str], None] = print,
-                              progress: bool | None = None) -> Callable[[], list[dict]]:
-    """:func:`run_parallel_tasks_pack` up to the end of training; returns what finishes it
-    (summaries, figures, the first divergence raised), to call in any thread: a sweep
-    draws one pack's figures while the next pack trains."""
+                              progress: bool | None = None, finisher=None) -> Callable[[], list[dict]]:
+    """:func:`run_parallel_tasks_pack` up to the end of training; returns what finishes it (summaries,
+    figures, the first divergence raised), to call in any thread. A ``finisher`` (an ``Executor``)
+    is handed each experiment's finishing once its last level is trained, while the rest of the
+    pack trains (a sweep draws figures beside training); what is returned then waits for it."""
     experiments = [_Experiment(config, workdir, log_fn, progress if len(points) == 1 else False) for config, workdir in points]
+    finishing: dict = {}
+
+    def run_done(i: int, _) -> None:
+        experiments[i].close()
+        if finisher is not None:
+            finishing[i] = finisher.submit(experiments[i].finish)
+
     try:
-        run_imp_pack([e.job for e in experiments])
+        run_imp_pack([e.job for e in experiments], on_run_done=run_done)
     finally:
         for e in experiments:
             e.close()
 
     def finish() -> list[dict]:
         summaries, errors = [], []
-        for e in experiments:  # every experiment's results written, then its first divergence reported
+        for i, e in enumerate(experiments):  # every experiment's results written, then its first divergence reported
             try:
-                summaries.append(e.finish())
+                summaries.append(finishing[i].result() if i in finishing else e.finish())
             except UserError as error:
                 errors.append(error)
         if errors:
@@ -338,9 +346,8 @@ class _Experiment:
         parameters = weight_count(shape) + sum(shape[1:])
         check_memory(parameters, len(config.seeds), given)
         check_disk(parameters, len(plan.trajectory(weight_count(shape))), len(config.seeds), config.epochs, workdir, given)
-        data = load_task_data(
-            config.dataset, data_seed=config.data_seed, num_tasks=config.num_tasks, data_dir=config.data_dir, download=config.download
-        )
+        data = load_task_data(config.dataset, data_seed=config.data_seed, num_tasks=config.num_tasks, data_dir=config.data_dir,
+                              download=config.download)
         setup = _Setup.build(config, data)
         experiment = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE and (k, v) not in _DEFAULTS_LEFT_OUT}
         stage = Stage(workdir, {"kind": "parallel_tasks", "experiment": experiment, "coverage": setup.coverage})

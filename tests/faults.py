@@ -16,13 +16,16 @@ moment into ``out/<k>``, with the half-done write of that moment applied to the
 copy: exactly what a process killed at moment ``k`` leaves on disk (nothing in
 memory survives a kill), from one uninterrupted run. ``kill_at=k`` instead
 raises :class:`Killed`, a ``BaseException``, so that no ``except Exception``
-clean-up runs.
+clean-up runs. A run that writes from several threads (a sweep finishes a point
+beside training) has its moments one at a time: each write holds a lock with its
+moments, so that no snapshot copies a file that another thread is writing.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from etils import epath
@@ -53,6 +56,7 @@ class Faults:
     def __init__(self, kill_at: int | None = None, snapshots: tuple | None = None):
         self.kill_at, self.snapshots = kill_at, snapshots
         self.moments: list[str] = []
+        self.lock = threading.RLock()
 
     def moment(self, what: str, path=None, half_done=None) -> None:
         """Count a moment; snapshot it, or die there with the half-done write left behind."""
@@ -76,25 +80,29 @@ class Faults:
         real_remove = results.remove_tree
 
         def write_atomic(path, text):
-            self.moment(f"before writing {path}")
-            real_write(path, text)
+            with self.lock:
+                self.moment(f"before writing {path}")
+                real_write(path, text)
 
         def replace(tmp, path):
-            self.moment(f"while writing {path}")  # the temporary is there, not yet renamed
-            real_replace(tmp, path)
+            with self.lock:
+                self.moment(f"while writing {path}")  # the temporary is there, not yet renamed
+                real_replace(tmp, path)
 
         def save_state(checkpoints, state, progress):
             step_dir = checkpoints.directory / str(int(state.step))
-            self.moment(f"before checkpointing {step_dir}")
-            self.moment(f"while checkpointing {step_dir}", step_dir, _orbax_temporary)
-            real_save_state(checkpoints, state, progress)
+            with self.lock:
+                self.moment(f"before checkpointing {step_dir}")
+                self.moment(f"while checkpointing {step_dir}", step_dir, _orbax_temporary)
+                real_save_state(checkpoints, state, progress)
 
         def remove_tree(path):
             path = epath.Path(path)
-            if results.is_writer() and path.exists():
-                self.moment(f"before deleting {path}")
-                self.moment(f"while deleting {path}", path, _half_delete)
-            real_remove(path)
+            with self.lock:
+                if results.is_writer() and path.exists():
+                    self.moment(f"before deleting {path}")
+                    self.moment(f"while deleting {path}", path, _half_delete)
+                real_remove(path)
 
         monkeypatch.setattr(results, "_write_atomic", write_atomic)
         monkeypatch.setattr(results, "_replace", replace)

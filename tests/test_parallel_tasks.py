@@ -286,30 +286,40 @@ def test_a_sweep_without_workers_is_refused_in_one_line(tmp_path):
     assert_one_line_error(proc, "--config.workers=0: 0 is below 1; workers is an integer >= 1")
 
 
-def test_a_sweep_trains_the_costliest_pack_first_and_finishes_it_while_its_worker_trains_the_next(tmp_path, monkeypatch):
+def test_a_sweep_trains_the_costliest_pack_first_and_finishes_each_point_beside_training(tmp_path, monkeypatch):
     import threading
 
-    from lth_jax import thesis_sweep
+    from lth_jax import parallel_tasks, thesis_sweep
 
-    second_started, started, waited = threading.Event(), [], []
-    train = thesis_sweep.train_parallel_tasks_pack
+    started, waited, handed = [], [], []
+    second_started = threading.Event()
+    train, run_imp_pack, finish = thesis_sweep.train_parallel_tasks_pack, parallel_tasks.run_imp_pack, parallel_tasks._Experiment.finish
 
     def tracked(points, **kwargs):
-        first = not started
-        started.append(points[0][1].name)
-        if not first:
+        started.append([workdir.name for _, workdir in points])
+        if len(started) > 1:
             second_started.set()
-        finish = train(points, **kwargs)
+        return train(points, **kwargs)
 
-        def finish_later():
-            if first:  # the first pack is finished only once its worker trains the next (or never: a timeout)
-                waited.append(second_started.wait(timeout=120))
-            return finish()
+    def tracked_pack(jobs, on_run_done):
+        def done(i, results):  # which of the long point's levels were trained when a point was handed over
+            handed.append((i, len(results[0].records), sorted(p.parent.name for p in (tmp_path / "w8_L03" / "imp" / "seed_0").glob("level_*/record.json"))))
+            on_run_done(i, results)
 
-        return finish_later
+        return run_imp_pack(jobs, on_run_done=done)
+
+    def tracked_finish(self):
+        if self.workdir.name == "w8_L03":  # the first pack's last point is finished only once the next pack trains (or never: a timeout)
+            waited.append(second_started.wait(timeout=120))
+        return finish(self)
 
     monkeypatch.setattr(thesis_sweep, "train_parallel_tasks_pack", tracked)
+    monkeypatch.setattr(parallel_tasks, "run_imp_pack", tracked_pack)
+    monkeypatch.setattr(parallel_tasks._Experiment, "finish", tracked_finish)
     base = ThesisConfig(extension_level=1, seeds=(0,), epochs=2, patience=None, learning_rate=1e-2)
-    rows = thesis_sweep.run_sweep("e4", base, tmp_path, widths=(6, 8), level_counts=(1,), target=30, workers=1, log_fn=lambda line: None)
-    assert started == ["w8_L01", "w6_L01"] and waited == [True]  # the costlier pack first
-    assert [r["point"] for r in rows] == ["w6_L01", "w8_L01"] and (tmp_path / "w6_L01" / "figures" / "levels.png").exists()
+    rows = thesis_sweep.run_sweep("e4", base, tmp_path, widths=(6, 8), level_counts=(1, 3), target=30, workers=1, log_fn=lambda line: None)
+    assert started == [["w8_L01", "w8_L03"], ["w6_L01", "w6_L03"]] and waited == [True]  # the costlier pack first
+    # each point handed over after its last level: w8_L01 after its 2 (level 0 and 1), before w8_L03's level 2
+    assert handed[:2] == [(0, 2, ["level_00", "level_01"]), (1, 4, ["level_00", "level_01", "level_02", "level_03"])], handed
+    assert [r["point"] for r in rows] == ["w6_L01", "w6_L03", "w8_L01", "w8_L03"]
+    assert all((tmp_path / p / "figures" / "levels.png").exists() for p in ("w6_L01", "w8_L03"))
