@@ -58,6 +58,9 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_LINE_ENCODER = json.JSONEncoder(default=_json_default)  # what json.dumps(value, default=_json_default) builds per call
+
+
 def is_writer() -> bool:
     """Whether this process writes files (process 0 of a multi-host run, or the only one)."""
     import jax
@@ -125,7 +128,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Write one JSON object per line, atomically (the whole file is rewritten)."""
-    _write_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+    encode = _LINE_ENCODER.encode  # json.dumps's output, without an encoder built per line
+    _write_atomic(path, "".join([encode(r) + "\n" for r in rows]))
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict]) -> None:

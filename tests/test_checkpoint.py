@@ -142,5 +142,10 @@ def test_json_writes_are_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", real_replace)
     assert json.loads(path.read_text()) == {"a": 1}  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
-    write_jsonl(tmp_path / "m.jsonl", [{"level": 0, "acc": np.float32(0.5)}, {"level": 1, "shape": (2, 3)}])
-    assert read_jsonl(tmp_path / "m.jsonl") == [{"level": 0, "acc": 0.5}, {"level": 1, "shape": [2, 3]}]
+    rows = [{"level": 0, "acc": np.float32(0.5)}, {"level": 1, "shape": (2, 3), "é": float("nan"), "set": {4}, "a": np.arange(2)}]
+    write_jsonl(tmp_path / "m.jsonl", rows)
+    assert read_jsonl(tmp_path / "m.jsonl")[0] == {"level": 0, "acc": 0.5}
+    from lth_jax.results import _json_default
+
+    # the lines json.dumps writes (one encoder for every line, not one built per line)
+    assert (tmp_path / "m.jsonl").read_text() == "".join(json.dumps(r, default=_json_default) + "\n" for r in rows)

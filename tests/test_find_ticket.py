@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import matplotlib.image
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from conftest import REPO, script_env
@@ -125,6 +126,19 @@ def test_event_bytes_are_the_protos_and_a_level_flushes_what_it_wrote(tmp_path):
     for wall_time, step, values in [(1.7e9, 0, None), (0.0, 0, {"a": 0.0}), (-0.0, 1, None), (1.5, 300, odd), (2.0, 2**40, {"b": -3.5})]:
         assert event_bytes(wall_time, step, values) == proto(wall_time, step, values)
     assert event_bytes(1.7e9, file_version="brain.Event:2") == proto(1.7e9, file_version="brain.Event:2")
+    from tensorboardX.record_writer import RecordWriter
+
+    from lth_jax.tensorboard import record_bytes, scalars
+
+    framed = [event_bytes(1.5, 300, odd), b"", bytes(range(256)) * 40]
+    writer = RecordWriter(str(tmp_path / "records"))
+    for data in framed:
+        writer.write(data)
+    writer.close()
+    assert b"".join(map(record_bytes, framed)) == (tmp_path / "records").read_bytes()  # tensorboardX's framing, byte for byte
+    assert scalars({"a": True, "b": None, "c": np.float64(2.5), "d": np.float32(1), "e": [1, True, 2.5], "f": (1, 2), "g": [], "h": ["x"],
+                    "i": 3}) == {"c": 2.5, "e/0": 1.0, "e/1": 1.0, "e/2": 2.5, "f/0": 1.0, "f/1": 2.0, "i": 3.0}
+    assert scalars({"loss": 0.5, "acc": [0.9, 0.8], "n": 3}, ("acc", "x", "loss")) == {"acc/0": 0.9, "acc/1": 0.8, "loss": 0.5}
     log = EventLog(tmp_path)
     log.epoch({"seed": 0, "level": 1, "epoch": 3, "train_loss": 0.5, "test_accuracy": [0.9, 0.8]}, by_seed=True)
     log.level(1, {"weights_remaining": 10.0}, seed=0)  # flushed: readable while the run goes on
