@@ -30,14 +30,14 @@ __all__ = ["EventLog", "scalars", "event_bytes", "record_bytes"]
 
 _U32, _U64, _F32, _F64 = (struct.Struct(f).pack for f in ("<I", "<Q", "<f", "<d"))
 _ZERO = bytes(8)
+_PLAIN = {float, int}  # the types of a record's numbers, checked without isinstance (bool is an int, and not a scalar)
 
 
 def scalars(record: dict, keys=None) -> dict[str, float]:
     """The numeric entries of a record, lists (one value per task) as ``name/i``."""
     out = {}
     for key, value in (record.items() if keys is None else [(k, record[k]) for k in keys if k in record]):
-        kind = type(value)
-        if kind is float or kind is int or (kind is not bool and isinstance(value, (int, float))):
+        if type(value) in _PLAIN or (not isinstance(value, bool) and isinstance(value, (int, float))):
             out[key] = float(value)
         elif isinstance(value, (list, tuple)) and value and _numbers(value):
             out.update(zip(_task_tags(key, len(value)), map(float, value)))
@@ -46,9 +46,6 @@ def scalars(record: dict, keys=None) -> dict[str, float]:
 
 def _numbers(values) -> bool:
     return set(map(type, values)) <= _PLAIN or all(isinstance(v, (int, float)) for v in values)
-
-
-_PLAIN = {float, int}
 
 
 @functools.lru_cache(maxsize=1024)
