@@ -32,9 +32,9 @@ from matplotlib.figure import Figure
 from lth_jax import plots
 from lth_jax.errors import UserError
 from lth_jax.masks import Prunable, default_prunable, mask_overlap
-from lth_jax.plots import log_ticks, mean_std_curve, sparsity_axis
 from lth_jax.pytree import named_leaves
 from lth_jax.results import read_json
+from lth_jax.sparsity_axes import log_ticks, mean_std_curve, sparsity_axis
 from lth_jax.stats import mean_std
 from lth_jax.tickets import load_ticket
 

@@ -18,8 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from lth_jax.overlap import source_label
-from lth_jax.plots import pruned_label
 from lth_jax.rows import group_rows
+from lth_jax.sparsity_axes import pruned_label
 from lth_jax.stats import paired_differences
 
 __all__ = ["BASELINES", "paired_rows", "paired_table", "signed"]

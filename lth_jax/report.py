@@ -41,9 +41,9 @@ from lth_jax import plots
 from lth_jax.errors import UserError
 from lth_jax.overlap import overlap_rows, overlap_table, plot_overlaps, source_label, ticket_overlaps
 from lth_jax.paired import paired_rows, paired_table
-from lth_jax.plots import interval_curve, percent_pruned, pruned_label, sparsity_axis
 from lth_jax.results import write_csv
 from lth_jax.rows import aggregate, load_rows, workdir_list
+from lth_jax.sparsity_axes import interval_curve, percent_pruned, pruned_label, sparsity_axis
 
 __all__ = [
     "DEFAULT_SPARSITIES",

@@ -1,6 +1,9 @@
 """Figures as a notebook uses them: plot functions return Figures, importing lth_jax
 leaves matplotlib's backend alone, a split ticket draws as separate networks."""
 
+import io
+
+import matplotlib.image
 import numpy as np
 from conftest import run_python
 from matplotlib.colors import to_hex
@@ -43,11 +46,25 @@ def test_a_split_ticket_draws_each_subnetwork_as_a_block():
         order = plots.network_order(report)[layer]
         tasks = [report.component_tasks[report.node_components[layer][u]] for u in order]
         assert tasks == sorted(tasks) and tasks[:3] == [0, 0, 0] and tasks[3:] == [1, 1, 1], tasks  # contiguous blocks
-    fig = plots.plot_networks([("split", report)], [0, 0, 1, 1], [0, 1], ["a", "b"])
-    assert isinstance(fig, Figure)
-    nodes = [c.get_offsets() for c in fig.axes[0].collections if len(c.get_offsets()) and np.all(c.get_offsets()[:, 0] == 1)]
-    ys = nodes[0][:, 1]  # the first hidden layer's nodes (at x = 1)
-    assert np.all(np.diff(ys[plots.network_order(report)[1]]) < 0)  # drawn top to bottom in that order
+    alone = plots.figure((4, 3))
+    plots.draw_network(alone.subplots(), report, [0, 0, 1, 1], [0, 1], title="split")
+    for fig in (plots.plot_networks([("split", report)], [0, 0, 1, 1], [0, 1], ["a", "b"]), alone):
+        assert isinstance(fig, Figure)
+        nodes = fig.axes[0].collections[-1].get_offsets()  # every node in one collection, drawn over the edges
+        assert len(nodes) == 4 + 6 + 6 + 2
+        hidden = nodes[nodes[:, 0] == np.unique(nodes[:, 0])[1]]  # the first hidden layer
+        assert np.all(np.diff(hidden[:, 1][plots.network_order(report)[1]]) < 0)  # drawn top to bottom in that order
+
+
+def test_many_networks_share_one_axes_and_a_collection_per_edge_style():
+    report = interleaved_split()
+    fig = plots.plot_networks([(f"seed {s}", report) for s in range(9)], [0, 0, 1, 1], [0, 1], ["a", "b"])
+    (ax,) = fig.axes  # four a row, three rows: the figure's size, not an axes each
+    assert tuple(fig.get_size_inches()) == (4 * plots.NETWORK_CELL[0], 3 * plots.NETWORK_CELL[1])
+    assert [len(c.get_paths()) for c in ax.collections[:-1]] == [9 * int((report.edge_states[0] > 0).sum() + (report.edge_states[1] > 0).sum()
+                                                                        + (report.edge_states[2] > 0).sum())]  # active edges only
+    assert len(ax.collections[-1].get_offsets()) == 9 * 18
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("seed")] == [f"seed {s}" for s in range(9)]
 
 
 def level_rows(seed):
@@ -76,3 +93,32 @@ def test_every_plot_function_returns_a_figure_and_seeds_have_their_own_colour():
     ]
     assert all(isinstance(fig, Figure) for fig in figures)
     assert [line.get_label() for line in figures[-1].axes[1].get_lines()] == ["conv/kernel", "fc/kernel"]
+
+
+def _tight_png(fig, **kwargs) -> np.ndarray:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=plots.DPI, **kwargs)
+    return matplotlib.image.imread(io.BytesIO(buffer.getvalue()))
+
+
+def test_a_png_is_drawn_once_and_cropped_as_savefig_crops_it(tmp_path, monkeypatch):
+    fig = plots.plot_find_ticket([{"level": i, "fraction_remaining": 0.8**i, "test_accuracy": 0.9 - 0.01 * i} for i in range(3)],
+                                 [masks.sparsity_report({"fc": {"kernel": np.ones((4, 3))}})] * 3, "toy")
+    canvas, draw, draws = fig.canvas, Figure.draw, []
+    monkeypatch.setattr(Figure, "draw", lambda self, renderer: draws.append(renderer) or draw(self, renderer))
+    ours = matplotlib.image.imread(plots.save(fig, tmp_path / "a.png"))
+    assert len(draws) == 1  # savefig's tight box draws twice
+    monkeypatch.undo()
+    assert fig.canvas is canvas and fig.dpi == Figure().dpi  # a notebook still shows it as it was
+    theirs = _tight_png(fig, bbox_inches="tight", pad_inches=plots.PAD_INCHES)
+    assert abs(ours.shape[0] - theirs.shape[0]) <= 1 and abs(ours.shape[1] - theirs.shape[1]) <= 1, (ours.shape, theirs.shape)
+    h, w = min(ours.shape[0], theirs.shape[0]), min(ours.shape[1], theirs.shape[1])
+    assert np.mean(np.abs(ours[:h, :w] - theirs[:h, :w]).max(-1) > 0.25) < 0.02  # the same picture, up to a subpixel shift
+    whole = matplotlib.image.imread(plots.save(fig, tmp_path / "b.png", crop=False))
+    assert whole.shape[:2] == tuple(round(plots.DPI * v) for v in fig.get_size_inches()[::-1])
+    spill = plots.figure((3, 2))
+    ax = spill.subplots()
+    ax.plot([0, 1], label="a legend beyond the canvas")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.05, 1.0))
+    wide = matplotlib.image.imread(plots.save(spill, tmp_path / "c.png"))
+    assert wide.shape[1] > 3 * plots.DPI and wide.shape == _tight_png(spill, bbox_inches="tight").shape  # savefig's own crop

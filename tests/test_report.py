@@ -13,7 +13,7 @@ from conftest import REPO, script_env
 from helpers import assert_one_line_error
 from matplotlib.figure import Figure
 
-from lth_jax import overlap, plots, report
+from lth_jax import overlap, plots, report, sparsity_axes
 from lth_jax.errors import UserError
 from lth_jax.results import write_jsonl
 from lth_jax.rows import GROUP_KEYS
@@ -398,9 +398,9 @@ def test_figure_bands_are_the_t_intervals_of_the_means(study):
 
 def test_percent_pruned_labels_and_ticks():
     assert [plots.percent_pruned(f) for f in (1.0, 0.8, 0.1, 0.01, 0.001, 0.0005)] == ["0%", "20%", "90%", "99%", "99.9%", "99.95%"]
-    ticks, end = plots._pruned_ticks(0.8**30)  # the paper's 30 levels end on the 99.9% tick
+    ticks, end = sparsity_axes._pruned_ticks(0.8**30)  # the paper's 30 levels end on the 99.9% tick
     assert [plots.percent_pruned(t) for t in ticks] == ["0%", "50%", "90%", "95%", "99%", "99.5%", "99.9%"] and end == 0.001
-    ticks, end = plots._pruned_ticks(0.8**3)
+    ticks, end = sparsity_axes._pruned_ticks(0.8**3)
     assert [plots.percent_pruned(t) for t in ticks] == ["0%", "20%", "50%"] and 0.47 < end < 0.5
     ax = plots.figure((4, 3)).subplots()
     plots.sparsity_axis(ax, [1.0, 0.8**30])
