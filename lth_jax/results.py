@@ -11,6 +11,7 @@ what it wrote.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -196,6 +197,7 @@ PACKAGES = ("lth_jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "nu
             "tensorflow-datasets", "scikit-learn", "matplotlib")
 
 
+@functools.cache  # a process runs one set of packages
 def package_versions() -> dict:
     out = {}
     for name in PACKAGES:
@@ -206,9 +208,10 @@ def package_versions() -> dict:
     return out
 
 
+@functools.cache  # as the process found it (three git calls: a run of 16 seeds records it 32 times)
 def git_state() -> dict | None:
-    """The commit of the lth_jax checkout that runs (and whether it has uncommitted
-    changes), or ``None`` when lth_jax is not run from a git checkout."""
+    """The commit of the lth_jax checkout that runs (and whether it had uncommitted
+    changes when first asked), or ``None`` when lth_jax is not run from a git checkout."""
     import subprocess
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -232,10 +235,10 @@ def environment() -> dict:
     devices = jax.devices()
     return {
         "command": list(sys.argv),
-        "git": git_state(),
+        "git": None if git_state() is None else dict(git_state()),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": package_versions(),
+        "packages": dict(package_versions()),
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind if devices else None,
         "devices": [str(d) for d in devices],

@@ -149,3 +149,18 @@ def test_json_writes_are_atomic(tmp_path, monkeypatch):
 
     # the lines json.dumps writes (one encoder for every line, not one built per line)
     assert (tmp_path / "m.jsonl").read_text() == "".join(json.dumps(r, default=_json_default) + "\n" for r in rows)
+
+
+def test_the_environment_asks_git_once_a_process_and_hands_out_copies(monkeypatch):
+    import subprocess
+
+    from lth_jax import results
+
+    calls, run = [], subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or run(args, **kw))
+    results.git_state.cache_clear()
+    first = results.environment()
+    first["git"]["commit"], first["packages"]["jax"] = "changed", "changed"
+    second = results.environment()
+    assert [args[3] for args in calls if args[0] == "git"] == ["ls-files", "rev-parse", "status"]  # once
+    assert second["git"]["commit"] != "changed" and second["packages"]["jax"] != "changed"
