@@ -21,6 +21,7 @@ from etils import epath
 
 from lth_jax import masks as mask_lib
 from lth_jax.data.registry import ImageData
+from lth_jax.drawing import Drawers, helpers_for
 from lth_jax.errors import UserError
 from lth_jax.imp import check_imp, run_imp, run_imp_seeds
 from lth_jax.loop import format_level
@@ -94,7 +95,9 @@ class _SeedRun:
         write_jsonl(self.directory / "metrics.jsonl", self.rows)
         return row
 
-    def finish(self, result, extra: dict) -> dict:
+    def finish(self, result, extra: dict) -> tuple[dict, tuple | None]:
+        """Write the seed's summary; returns it and its figure, ``(plot, args, path)`` for
+        :meth:`lth_jax.drawing.Drawers.save` (None when no level was evaluated)."""
         c = self.c
         summary = {
             "model": c.model,
@@ -112,11 +115,10 @@ class _SeedRun:
         from lth_jax import plots  # matplotlib: imported when a figure is drawn
 
         drawn = [i for i, row in enumerate(self.rows) if row["test_accuracy"] is not None]  # a level may diverge before evaluation
-        if drawn:
-            figure = plots.plot_find_ticket([self.rows[i] for i in drawn], [self.layers[i] for i in drawn],
-                                            f"{c.model} on {c.dataset} ({c.optimizer.name}, seed {c.seed})")
-            plots.save(figure, self.directory / "figures" / "levels.png")
-        return summary
+        title = f"{c.model} on {c.dataset} ({c.optimizer.name}, seed {c.seed})"
+        figure = (plots.plot_find_ticket, ([self.rows[i] for i in drawn], [self.layers[i] for i in drawn], title),
+                  self.directory / "figures" / "levels.png")
+        return summary, figure if drawn else None
 
 
 def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None, log_fn: Callable[[str], None] = print,
@@ -172,16 +174,19 @@ def find_ticket(c, workdir: str | os.PathLike, *, data: ImageData | None = None,
         events.epoch(record, by_seed=several)
         bar.epoch(record)
 
-    try:
-        results = run_imp_seeds(*args, seeds=seeds, vmap=together, workdir=workdir if several else None, level_callback=on_level,
-                                on_epoch=on_epoch, log_fn=log_fn, divergence_loss=divergences.limit, **kwargs) if several else \
-            [run_imp(*args, seed=seeds[0], workdir=workdir, vmap=together, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
-                     divergence_loss=divergences.limit, **kwargs)]
-    finally:
-        events.close()
-        bar.close()
-    extra = {"auto_rewind": auto_rewind} if auto_rewind is not None else {}
-    summaries = {s: runs[s].finish(result, extra) for s, result in zip(seeds, results)}
+    with Drawers(helpers_for(len(seeds))) as drawers:  # helpers import matplotlib while the seeds train
+        try:
+            results = run_imp_seeds(*args, seeds=seeds, vmap=together, workdir=workdir if several else None, level_callback=on_level,
+                                    on_epoch=on_epoch, log_fn=log_fn, divergence_loss=divergences.limit, **kwargs) if several else \
+                [run_imp(*args, seed=seeds[0], workdir=workdir, vmap=together, level_callback=on_level, on_epoch=on_epoch, log_fn=log_fn,
+                         divergence_loss=divergences.limit, **kwargs)]
+        finally:
+            events.close()
+            bar.close()
+        extra = {"auto_rewind": auto_rewind} if auto_rewind is not None else {}
+        finished = {s: runs[s].finish(result, extra) for s, result in zip(seeds, results)}
+        drawers.save([figure for _, figure in finished.values() if figure is not None])  # each seed's, shared with the helpers
+    summaries = {s: summary for s, (summary, _) in finished.items()}
     summary = summaries[seeds[0]]
     if several:
         summary = {"model": c.model, "dataset": c.dataset, "seeds": {str(s): v for s, v in summaries.items()},
