@@ -49,8 +49,13 @@ class Drawers:
 
     def __init__(self, helpers: int):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path))  # what this process imports
-        self._helpers = [subprocess.Popen([sys.executable, "-c", "from lth_jax.drawing import serve; serve()"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=env) for _ in range(helpers)]
+        self._helpers = []
+        for _ in range(helpers):
+            try:  # a session of their own: Ctrl-C stops this process, which closes their input and so ends them
+                self._helpers.append(subprocess.Popen([sys.executable or "python3", "-c", "from lth_jax.drawing import serve; serve()"],
+                                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True))
+            except OSError:  # no interpreter to start: this process draws alone
+                break
 
     def __enter__(self) -> "Drawers":
         return self

@@ -44,3 +44,16 @@ def test_helpers_are_started_for_many_figures_and_leave_a_core(monkeypatch):
     assert [drawing.helpers_for(n) for n in (1, 7, 8, 16, 512)] == [0, 0, 1, 1, 1]
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     assert [drawing.helpers_for(n) for n in (16, 40, 512)] == [2, 5, drawing.MAX_HELPERS]
+
+
+def test_without_an_interpreter_to_start_this_process_draws_alone(tmp_path, monkeypatch):
+    import subprocess
+
+    def no_interpreter(*args, **kwargs):
+        raise FileNotFoundError("python3")
+
+    monkeypatch.setattr(subprocess, "Popen", no_interpreter)
+    figures = [(drawn.marked, (tmp_path,), tmp_path / f"f{i}.png") for i in range(3)]
+    with drawing.Drawers(2) as drawers:
+        drawers.save(figures)
+    assert all(path.exists() for *_, path in figures)

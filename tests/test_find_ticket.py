@@ -222,16 +222,22 @@ def small_digits(**training):
     return c
 
 
-def test_seeds_trained_together_give_each_seed_its_own_run_and_the_tickets_it_gets_alone(tmp_path):
+def test_seeds_trained_together_give_each_seed_its_own_run_and_the_tickets_it_gets_alone(tmp_path, monkeypatch):
     import regression
 
-    from lth_jax import recipe
+    from lth_jax import drawing, recipe
+    from lth_jax import find_ticket as module
 
     c = small_digits()
     c.seeds = (0, 1, 2)
     data = recipe.load_data(c)
     assert recipe.replicas_together(c, data, 3) and not recipe.replicas_together(c, data, 1)
+    drawn_here, attempt = [], drawing._attempt
+    monkeypatch.setattr(module, "helpers_for", lambda figures: 1)  # seed 1's figure is the helper's (its arguments pickle)
+    monkeypatch.setattr(drawing, "_attempt", lambda plot, args, path: drawn_here.append(path.parent.parent.name) or attempt(plot, args, path))
     summary = find_ticket(c, tmp_path / "together", log_fn=lambda line: None)
+    assert drawn_here == ["seed_0", "seed_2"]
+    monkeypatch.undo()
     assert summary["replicas"] == "vmap" and sorted(summary["seeds"]) == ["0", "1", "2"]
     for s in (1, 2):
         alone = digits_lenet.get_config()
