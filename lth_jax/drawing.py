@@ -44,8 +44,9 @@ class Drawers:
     """``helpers`` helper processes (none: every figure drawn here), started at once.
 
     Use as a context manager; :meth:`save` draws a list of figures, shared between the
-    helpers and this process, and raises the first figure's error (after every figure
-    was tried). A helper that dies leaves its figures to this process."""
+    helpers and this process, and raises the first error met after every figure was
+    tried. A helper that dies, or cannot import a figure's function, leaves the rest of
+    its share to this process."""
 
     def __init__(self, helpers: int):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path))  # what this process imports
@@ -133,7 +134,7 @@ def serve() -> None:
     while True:
         try:
             figure = pickle.load(requests)
-        except EOFError:
+        except Exception:  # noqa: BLE001 - the end of the input, or a figure this interpreter cannot import: the caller draws the rest
             return
         errors = _attempt(*figure)
         reply = errors[0] if errors else None

@@ -57,3 +57,18 @@ def test_without_an_interpreter_to_start_this_process_draws_alone(tmp_path, monk
     with drawing.Drawers(2) as drawers:
         drawers.save(figures)
     assert all(path.exists() for *_, path in figures)
+
+
+def test_a_function_the_helpers_cannot_import_is_drawn_here_quietly(tmp_path, monkeypatch, capfd):
+    import sys
+    import types
+
+    here = types.ModuleType("defined_in_this_process_only")  # pickles by name; no helper can import it
+    exec("def plot():\n    from lth_jax import plots\n    return plots.figure((1, 1))", here.__dict__)
+    monkeypatch.setitem(sys.modules, here.__name__, here)
+    figures = [(here.plot, (), tmp_path / f"f{i}.png") for i in range(5)]
+    figures[2] = (lambda: None, (), tmp_path / "f2.png")  # the second helper's share: a lambda does not pickle
+    with drawing.Drawers(2) as drawers, pytest.raises(AttributeError):  # drawn here, and it is no figure
+        drawers.save(figures)
+    assert [(tmp_path / f"f{i}.png").exists() for i in range(5)] == [True, True, False, True, True]
+    assert "Traceback" not in capfd.readouterr().err
