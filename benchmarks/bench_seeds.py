@@ -2,12 +2,14 @@
 one seed and beside the fused floor of the same arithmetic.
 
     python benchmarks/bench_seeds.py [--seeds 16] [--repeats 2] [--input 8,8,1] [--sequential] [--grouped] [--floor_only]
+                                     [--baseline DIR]
 
 Paths, each a fresh workdir with a warm compilation cache (a warm-up run of each first):
 - ``one``: ``find_ticket --config=find_ticket_digits_lenet --config.input_shape=INPUT`` (one seed);
 - ``together``: the same with ``--config.seeds=0,...,N-1`` (replicas of one program where the size rule says so);
 - ``sequential`` (with ``--sequential``): the same seeds with ``--config.replicas=sequential``.
-The runs alternate (one, together, one, together, ...); the ratio is of medians.
+The runs alternate (one, together, one, together, ...); the ratio is of medians. ``--baseline DIR``:
+the one and together runs of another checkout (``git archive`` of a commit) alternate with these.
 
 The floor probe: the run's training steps (every level trains all its epochs) of N replicas
 of LeNet-300-100 as one jitted program (``vmap`` over replicas, ``lax.scan`` over the steps,
@@ -43,9 +45,9 @@ def command(workdir: str, input_shape: str, seeds: int | None, sequential: bool 
             f"--workdir={workdir}", *extra]
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], root: str = ROOT) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -94,6 +96,7 @@ def main():
     parser.add_argument("--sequential", action="store_true", help="also the seeds one at a time (N times one seed's work)")
     parser.add_argument("--floor_only", action="store_true")
     parser.add_argument("--grouped", action="store_true", help="also transfer and instability, grouped against one at a time")
+    parser.add_argument("--baseline", help="a checkout (e.g. a `git archive` of a commit) whose one and together runs alternate with these")
     args = parser.parse_args()
     input_shape = tuple(int(v) for v in args.input.split(","))
     # find_ticket_digits_lenet: 1437 training images, batch 64 (23 steps), 20 epochs, 11 levels
@@ -104,13 +107,17 @@ def main():
     if args.floor_only:
         return
     paths = {"one": None, "together": args.seeds} | ({"sequential": args.seeds} if args.sequential else {})
+    roots = {name: ROOT for name in paths}
+    if args.baseline:
+        paths |= {"one_baseline": None, "together_baseline": args.seeds}
+        roots |= {"one_baseline": os.path.abspath(args.baseline), "together_baseline": os.path.abspath(args.baseline)}
     times: dict[str, list[float]] = {name: [] for name in paths}
     with tempfile.TemporaryDirectory() as tmp:
         for name, seeds in paths.items():  # warm-up: every program compiled into the cache
-            timed(command(os.path.join(tmp, f"warm_{name}"), args.input, seeds, name == "sequential"))
+            timed(command(os.path.join(tmp, f"warm_{name}"), args.input, seeds, name == "sequential"), roots[name])
         for repeat in range(args.repeats):
             for name, seeds in paths.items():
-                times[name].append(timed(command(os.path.join(tmp, f"{name}_{repeat}"), args.input, seeds, name == "sequential")))
+                times[name].append(timed(command(os.path.join(tmp, f"{name}_{repeat}"), args.input, seeds, name == "sequential"), roots[name]))
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     record = {"bench": "seeds_find_ticket", **machine(), "input": args.input, "seeds": args.seeds, "repeats": args.repeats,
               **{f"{name}_seconds": [round(t, 2) for t in ts] for name, ts in times.items()},
@@ -119,6 +126,10 @@ def main():
               "one_over_floor": round(medians["one"] / floors[1], 2)}
     if args.sequential:
         record["sequential_over_together"] = round(medians["sequential"] / medians["together"], 2)
+    if args.baseline:
+        record |= {"baseline": args.baseline, "baseline_together_over_one": round(medians["together_baseline"] / medians["one_baseline"], 2),
+                   "together_over_baseline": round(medians["together"] / medians["together_baseline"], 3),
+                   "one_over_baseline": round(medians["one"] / medians["one_baseline"], 3)}
     emit(record)
     if args.grouped:
         for name, grouped, apart in GROUPED:
