@@ -17,6 +17,7 @@ on shared epoch orders and compares the regimes (:mod:`lth_jax.fidelity_orders`)
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import subprocess
@@ -31,7 +32,7 @@ from lth_jax.errors import UserError
 from lth_jax.fidelity_points import ROW_FIELDS, SYSTEMS, THESIS_PUBLISHED, experiment_of, parse_point, point_overrides
 from lth_jax.fidelity_orders import orders_report
 from lth_jax.fidelity_report import report as write_report
-from lth_jax.parallel_tasks import ThesisConfig, pack_groups, run_parallel_tasks_pack
+from lth_jax.parallel_tasks import ThesisConfig, pack_groups, train_parallel_tasks_pack
 from lth_jax.results import read_json, read_jsonl, write_json, write_jsonl
 from lth_jax.rng import SHARED_ORDERS
 from lth_jax.structure import analyze, run_category
@@ -88,12 +89,14 @@ def run_lth_jax(points: Sequence[str], seeds: Sequence[int], workdir: str | os.P
                 also: Sequence[tuple[str, ThesisConfig, epath.Path]] = ()) -> list[dict]:
     """Train ``seeds`` of every point in ``workdir/<point>`` (resumable; the runs of one MLP shape,
     ``also`` (more :func:`point_runs`) included, as one IMP run,
-    :func:`lth_jax.parallel_tasks.run_parallel_tasks_pack`) and return the rows of ``points``."""
+    :func:`lth_jax.parallel_tasks.train_parallel_tasks_pack`, each run finished beside the others'
+    training) and return the rows of ``points``."""
     runs = [*point_runs(points, seeds, workdir, base), *also]
-    for n, group in enumerate(pack_groups([config for _, config, _ in runs]), 1):
-        names = list(dict.fromkeys(runs[i][0] for i in group))
-        log_fn(f"[pack {n}] lth_jax {', '.join(names)}: {len(group)} runs, {sum(len(runs[i][1].seeds) for i in group)} seeds")
-        run_parallel_tasks_pack([runs[i][1:] for i in group], log_fn=lambda line: None, progress=False)
+    with concurrent.futures.ThreadPoolExecutor(1) as finisher:  # a run's summary and figures beside the pack's training, as a sweep's
+        for n, group in enumerate(pack_groups([config for _, config, _ in runs]), 1):
+            names = list(dict.fromkeys(runs[i][0] for i in group))
+            log_fn(f"[pack {n}] lth_jax {', '.join(names)}: {len(group)} runs, {sum(len(runs[i][1].seeds) for i in group)} seeds")
+            train_parallel_tasks_pack([runs[i][1:] for i in group], log_fn=lambda line: None, progress=False, finisher=finisher)()
     return [row for point in points for row in point_rows(point, seeds, epath.Path(workdir) / point)]
 
 

@@ -137,6 +137,24 @@ def test_the_lth_jax_side_on_a_tiny_point_writes_the_report(tmp_path):
     assert_one_line_error(bad, "point 'w31' is not extN (E1), e2_extN (E2) or wW_LN (E4)")
 
 
+def test_the_harness_finishes_each_run_beside_the_rest_of_its_pack(tmp_path, monkeypatch):
+    import threading
+
+    from lth_jax import parallel_tasks
+
+    finished, finish = [], parallel_tasks._Experiment.finish
+
+    def tracked(self):
+        finished.append((self.workdir.name, threading.current_thread() is threading.main_thread()))
+        return finish(self)
+
+    monkeypatch.setattr(parallel_tasks._Experiment, "finish", tracked)
+    base = ThesisConfig(epochs=2, patience=None, learning_rate=1e-2)
+    rows = fidelity.run_lth_jax(["w31_L01", "w31_L02"], [0], tmp_path, base=base, log_fn=lambda line: None)
+    assert [r["levels_trained"] for r in rows] == [2, 3]
+    assert finished == [("w31_L01", False), ("w31_L02", False)]  # in the finisher thread, as a sweep's points
+
+
 def test_row_table_counts_initializations_across_a_row():
     def row(point, seed, split):
         return fidelity.seed_row("lth_jax", point, seed, _levels(["interconnected", "split" if split else "interconnected"]))
