@@ -98,6 +98,8 @@ def main():
     parser.add_argument("--grouped", action="store_true", help="also transfer and instability, grouped against one at a time")
     parser.add_argument("--baseline", help="a checkout (e.g. a `git archive` of a commit) whose one and together runs alternate with these")
     args = parser.parse_args()
+    if args.baseline and not os.path.isfile(os.path.join(args.baseline, "experiments", "find_ticket.py")):
+        parser.error(f"--baseline {args.baseline!r} is not a checkout of lth_jax (no experiments/find_ticket.py in it)")
     input_shape = tuple(int(v) for v in args.input.split(","))
     # find_ticket_digits_lenet: 1437 training images, batch 64 (23 steps), 20 epochs, 11 levels
     steps = 23 * 20 * 11

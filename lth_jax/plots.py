@@ -33,6 +33,7 @@ CATEGORY_COLORS = {"Separated": "#2ca02c", "Separated-Degraded": "#bcbd22", "Deg
                    "Diverged": "#7f7f7f"}
 LINE_STYLES = ("-", "--", "-.", ":")
 DPI, PAD_INCHES = 110, 0.1  # of a saved figure
+PNG_COMPRESSION = 1  # zlib level: 32 seeds' networks in 3/4 of the time, 2.9 MB not 3.9
 
 
 def figure(figsize) -> Figure:
@@ -57,7 +58,7 @@ def save(fig: Figure, path, *, crop: bool = True) -> epath.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer, kind = io.BytesIO(), path.suffix.lstrip(".") or "png"
     if kind != "png" or not _png_drawn_once(fig, buffer, crop):
-        fast = {"pil_kwargs": {"compress_level": 1}} if kind == "png" else {}
+        fast = {"pil_kwargs": {"compress_level": PNG_COMPRESSION}} if kind == "png" else {}
         fig.savefig(buffer, format=kind, dpi=DPI, bbox_inches="tight" if crop else None, **fast)
     path.write_bytes(buffer.getvalue())
     return path
@@ -87,8 +88,7 @@ def _png_drawn_once(fig: Figure, buffer, crop: bool) -> bool:
             inside = pixels[max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
             framed[max(-top, 0) : max(-top, 0) + inside.shape[0], max(-left, 0) : max(-left, 0) + inside.shape[1]] = inside
             pixels = framed
-        # compression level 1: 32 seeds' networks in 3/4 of the time, 2.9 MB not 3.9
-        Image.fromarray(pixels).save(buffer, format="png", compress_level=1, dpi=(DPI, DPI))
+        Image.fromarray(pixels).save(buffer, format="png", compress_level=PNG_COMPRESSION, dpi=(DPI, DPI))
         return True
     finally:
         fig.dpi = dpi

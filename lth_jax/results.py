@@ -232,10 +232,10 @@ def environment() -> dict:
     environment variables that steer JAX and XLA."""
     import jax
 
-    devices = jax.devices()
+    devices, git = jax.devices(), git_state()
     return {
         "command": list(sys.argv),
-        "git": None if git_state() is None else dict(git_state()),
+        "git": None if git is None else dict(git),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": dict(package_versions()),
